@@ -1,0 +1,264 @@
+"""Documents → index: parse, chunk, embed what changed, and keep Chroma, BM25 and the catalog
+in step. Re-running on an unchanged corpus changes nothing."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ingest.chunk import build_chunks
+from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
+from ingest.parse import parse_sections
+from klausa.catalog import MANIFEST, Catalog, load_manifest
+from klausa.embeddings import Embedder, load_embedder
+from klausa.lexical import LexicalIndex
+from klausa.settings import Settings
+from klausa.stores import open_store
+from klausa.text import detect_language
+from klausa.types import Chunk, ParsedPolicy, PolicyInfo
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+INTRO_LABEL = {"en": "Introduction", "id": "Pendahuluan"}
+
+
+class IngestBusyError(RuntimeError):
+    pass
+
+
+@dataclass
+class PolicyReport:
+    policy: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    sections: int = 0
+    chunks: int = 0
+
+
+@dataclass
+class IngestReport:
+    policies: list[PolicyReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(p.added or p.updated or p.removed for p in self.policies)
+
+
+@dataclass
+class Document:
+    info: PolicyInfo
+    path: Path
+
+
+def info_for_file(path: Path) -> PolicyInfo:
+    """A policy described by its file alone: ``name.id.txt`` → id ``name``, Indonesian."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    language_tag = stem.rsplit(".", 1)[-1] if "." in stem else ""
+    if language_tag in ("en", "id"):
+        stem = stem[: -len(language_tag) - 1]
+    policy_id = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.") or "policy"
+    return PolicyInfo(
+        id=policy_id,
+        title=stem,
+        company=stem,
+        language=language_tag if language_tag in ("en", "id") else "en",  # type: ignore[arg-type]
+        source=path.name,
+    )
+
+
+def discover(settings: Settings, paths: Sequence[Path]) -> tuple[list[Document], list[str]]:
+    """The documents to ingest: the corpus manifest by default, else the given files/folders."""
+    documents: list[Document] = []
+    errors: list[str] = []
+    for target in paths or [settings.corpus_dir]:
+        if target.is_dir():
+            infos = load_manifest(target)
+            if infos:
+                documents += [Document(info, target / info.source) for info in infos]
+            else:
+                documents += [
+                    Document(info_for_file(p), p)
+                    for p in sorted(target.iterdir())
+                    if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                ]
+        elif target.is_file():
+            listed = {i.source: i for i in load_manifest(target.parent)}
+            documents.append(Document(listed.get(target.name) or info_for_file(target), target))
+        else:
+            errors.append(f"{target}: no such file or folder")
+    return documents, errors
+
+
+def parse_document(document: Document) -> ParsedPolicy:
+    """Parse one document; a file with no usable text raises ``DocumentError``."""
+    text = load_text(document.path)
+    info = document.info
+    if document.path.name != info.source or info.title == info.id:
+        # A file ingested without a manifest entry: trust its words over its name.
+        info = info.model_copy(update={"language": detect_language(text[:5000])})
+    tree = parse_sections(text, INTRO_LABEL[info.language])
+    chunks = build_chunks(info, text, tree)
+    if not chunks:
+        raise DocumentError(document.path, "no text to index")
+    digest = hashlib.sha256(document.path.read_bytes() + info.model_dump_json().encode())
+    return ParsedPolicy(
+        info=info,
+        sections=tree.sections,
+        chunks=chunks,
+        source_text=text,
+        digest=digest.hexdigest(),
+    )
+
+
+def embedding_text(info: PolicyInfo, chunk: Chunk) -> str:
+    """What the dense model reads: policy and section titles give the clause its topic."""
+    heading = " › ".join([info.title, *chunk.title_path])
+    return "\n".join(part for part in (heading, chunk.context, chunk.text) if part)
+
+
+def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, str | int]:
+    return {
+        "policy": chunk.policy,
+        "label": chunk.label,
+        "ordinal": chunk.ordinal,
+        "language": chunk.language,
+        "digest": digest,
+    }
+
+
+@contextmanager
+def ingest_lock(settings: Settings) -> Iterator[None]:
+    """One writer per data directory; a second one is told so at once."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / "ingest.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestBusyError(
+                f"ingest already running on {settings.data_dir}; try again when it ends"
+            ) from None
+        yield
+
+
+def ingest(
+    settings: Settings,
+    paths: Sequence[Path] = (),
+    *,
+    prune: bool | None = None,
+    embedder: Embedder | None = None,
+    progress: bool = False,
+) -> IngestReport:
+    """Bring the index in step with the documents.
+
+    ``prune`` (default: when ingesting the whole corpus) removes policies that are no longer
+    in it, so a deleted policy leaves nothing behind.
+    """
+    prune = not paths if prune is None else prune
+    report = IngestReport()
+    with ingest_lock(settings):
+        documents, report.errors = discover(settings, paths)
+        parsed: list[ParsedPolicy] = []
+        for document in documents:
+            try:
+                parsed.append(parse_document(document))
+            except DocumentError as error:
+                report.errors.append(str(error))
+        store = open_store(settings, embedder or load_embedder(settings))
+        stored = store.digests()
+        catalog = Catalog.load(settings.catalog_dir)
+
+        keep = {p.info.id for p in parsed}
+        failed = {d.info.id for d in documents} - keep
+        gone = set(catalog.policies) | {policy for policy, _ in stored.values()}
+        gone = gone - keep - failed if prune else set()
+
+        to_embed: list[tuple[Chunk, str, str]] = []
+        to_delete: list[str] = []
+        for policy in parsed:
+            entry = PolicyReport(
+                policy.info.id, sections=len(policy.sections), chunks=len(policy.chunks)
+            )
+            new_ids = set()
+            for chunk in policy.chunks:
+                text = embedding_text(policy.info, chunk)
+                digest = hashlib.sha1(text.encode()).hexdigest()
+                new_ids.add(chunk.id)
+                previous = stored.get(chunk.id)
+                if previous is None:
+                    entry.added += 1
+                elif previous[1] != digest:
+                    entry.updated += 1
+                else:
+                    entry.unchanged += 1
+                    continue
+                to_embed.append((chunk, text, digest))
+            stale = [i for i, (p, _) in stored.items() if p == policy.info.id and i not in new_ids]
+            entry.removed = len(stale)
+            to_delete += stale
+            report.policies.append(entry)
+        for policy_id in sorted(gone):
+            stale = [i for i, (p, _) in stored.items() if p == policy_id]
+            to_delete += stale
+            report.policies.append(PolicyReport(policy_id, removed=len(stale)))
+
+        bar = tqdm(total=len(to_embed), desc="embedding", unit="chunk", disable=not progress)
+        for start in range(0, len(to_embed), EMBED_BATCH):
+            batch = to_embed[start : start + EMBED_BATCH]
+            store.upsert(
+                [c.id for c, _, _ in batch],
+                [t for _, t, _ in batch],
+                [chunk_metadata(c, d) for c, _, d in batch],
+            )
+            bar.update(len(batch))
+        bar.close()
+        store.delete(to_delete)
+
+        for policy in parsed:
+            Catalog.write(settings.catalog_dir, policy)
+        for policy_id in gone:
+            Catalog.remove(settings.catalog_dir, policy_id)
+        all_chunks = [
+            c for p in Catalog.load(settings.catalog_dir).policies.values() for c in p.chunks
+        ]
+        LexicalIndex.build(all_chunks).save(settings.lexical_dir)
+    for error in report.errors:
+        log.warning("not ingested: %s", error)
+    return report
+
+
+def index_is_current(settings: Settings) -> bool:
+    """True when the catalog holds exactly the corpus as it is on disk now."""
+    try:
+        documents, errors = discover(settings, [])
+    except ValueError:
+        return False
+    catalog = Catalog.load(settings.catalog_dir)
+    if errors or set(catalog.policies) != {d.info.id for d in documents}:
+        return False
+    if not (settings.lexical_dir / "chunks.json").exists():
+        return False
+    for document in documents:
+        try:
+            digest = hashlib.sha256(
+                document.path.read_bytes() + document.info.model_dump_json().encode()
+            ).hexdigest()
+        except OSError:
+            return False
+        if catalog.policies[document.info.id].digest != digest:
+            return False
+    return True
+
+
+__all__ = ["MANIFEST", "IngestReport", "PolicyReport", "discover", "index_is_current", "ingest"]

@@ -1,0 +1,243 @@
+"""The one entry point every shell calls: ``Assistant.ask(question) -> Answer``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from functools import cached_property
+
+from klausa.catalog import Catalog
+from klausa.compose import choose, cite, render_answer, render_refusal, terms_in
+from klausa.embeddings import Embedder, load_embedder
+from klausa.lexical import LexicalIndex, chunk_terms
+from klausa.prompts import phrase
+from klausa.retrieve import Query, Retriever
+from klausa.settings import Settings
+from klausa.stores import IndexMissingError, VectorStore, open_store
+from klausa.text import detect_language, normalise, words
+from klausa.types import Answer, Hit, Language, Turn
+
+log = logging.getLogger(__name__)
+
+FOLLOW_UP_CUES = re.compile(
+    r"^(and|but|also|what about|how about|then|so|dan|lalu|terus|kalau|bagaimana dengan|"
+    r"gimana dengan|juga|trus)\b|\b(it|they|them|this|that|those|these|its|their|itu|"
+    r"tersebut|ini|mereka)\b|\w+nya\b",
+    re.I,
+)
+FOLLOW_UP_MAX_WORDS = 8
+NEAREST_ON_REFUSAL = 3
+
+
+class QuestionError(ValueError):
+    """A question that cannot be answered as typed; the message is in the asker's language."""
+
+    def __init__(self, message: str, language: Language) -> None:
+        super().__init__(message)
+        self.language = language
+
+
+class UnknownPolicyError(QuestionError):
+    pass
+
+
+class Assistant:
+    """Answers questions from the index in ``settings.data_dir``; loads what it needs once."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        retriever: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self.mode = retriever or self.settings.retriever
+        self._lock = threading.Lock()
+
+    # --- lazily loaded parts -----------------------------------------------------------
+    @cached_property
+    def catalog(self) -> Catalog:
+        catalog = Catalog.load(self.settings.catalog_dir)
+        if not catalog.policies:
+            raise IndexMissingError(
+                f"no policies indexed in {self.settings.data_dir}; run `klausa ingest` first"
+            )
+        return catalog
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder or load_embedder(self.settings)
+
+    @cached_property
+    def store(self) -> VectorStore:
+        return open_store(self.settings, self.embedder, create=False)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        lexical_dir = self.settings.lexical_dir
+        if not (lexical_dir / "chunks.json").exists():
+            raise IndexMissingError(f"no lexical index in {lexical_dir}; run `klausa ingest`")
+        dense = self.mode != "bm25"
+        return Retriever(
+            self.catalog,
+            LexicalIndex.load(lexical_dir),
+            self.store if dense else None,
+            self.embedder if dense else None,
+            mode=self.mode,
+            dense_weight=self.settings.dense_weight,
+            candidates=self.settings.candidates,
+        )
+
+    @cached_property
+    def _mentions(self) -> list[tuple[str, re.Pattern[str]]]:
+        patterns = []
+        for policy_id, policy in self.catalog.policies.items():
+            info = policy.info
+            names = {policy_id, *info.aliases}
+            if len(info.company.split()) == 1:
+                names.add(info.company)
+            alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+            patterns.append((policy_id, re.compile(rf"\b({alternatives})\b", re.I)))
+        return patterns
+
+    def warm(self) -> None:
+        """Load model and indexes now (a server calls this at start), not on first question."""
+        self.ask("warm up", language="en")
+
+    def reload(self) -> None:
+        """Forget loaded indexes so the next question sees a fresh ingest."""
+        with self._lock:
+            for name in ("catalog", "retriever", "_mentions", "store"):
+                self.__dict__.pop(name, None)
+
+    # --- answering -----------------------------------------------------------------------
+    def mentioned_policies(self, text: str) -> list[str]:
+        return [policy_id for policy_id, pattern in self._mentions if pattern.search(text)]
+
+    def strip_mentions(self, text: str) -> str:
+        for _, pattern in self._mentions:
+            text = pattern.sub(" ", text)
+        return re.sub(r"\s+", " ", text).strip()
+
+    def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
+        text = normalise(question or "").strip()
+        guess = language or (detect_language(text) if text else self.settings.default_language)
+        if not text:
+            raise QuestionError(phrase("answer", guess, "empty_question"), guess)
+        limit = self.settings.max_question_chars
+        if len(text) > limit:
+            raise QuestionError(
+                phrase("answer", guess, "too_long", length=len(text), limit=limit), guess
+            )
+        if not words(text):
+            raise QuestionError(phrase("answer", guess, "no_words"), guess)
+        return text, guess
+
+    def ask(
+        self,
+        question: str,
+        policy: str | None = None,
+        history: Sequence[Turn | Answer | str] = (),
+        language: Language | None = None,
+    ) -> Answer:
+        started = time.perf_counter()
+        text, language = self.check_question(question, language)
+        catalog = self.catalog
+        if policy is not None and policy not in catalog.policies:
+            raise UnknownPolicyError(
+                phrase("answer", language, "unknown_policy", policy=policy), language
+            )
+        turns = [as_turn(t) for t in history]
+        mentioned = self.mentioned_policies(text)
+        policies: list[str] | None
+        if policy:
+            policies = [policy]
+        elif mentioned:
+            policies = mentioned
+        elif turns and turns[-1].policy and turns[-1].policy in catalog.policies:
+            policies = [turns[-1].policy]  # a follow-up stays on the policy it was about
+        else:
+            policies = None
+        search_text = self.strip_mentions(text) or text
+        previous = None
+        if turns and self.looks_like_follow_up(search_text):
+            previous = self.strip_mentions(turns[-1].question) or None
+
+        query = Query(
+            search_text,
+            language,
+            policies,
+            previous=previous,
+            previous_language=detect_language(previous) if previous else None,
+        )
+        retrieval = self.retriever.search(query, k=self.settings.hits)
+        hits = retrieval.hits
+        support = self.support(hits, retrieval.terms, language)
+        refused = not hits or support < self.settings.refusal_threshold
+        single_policy = policies[0] if policies and len(policies) == 1 else None
+        compose_started = time.perf_counter()
+        if refused:
+            nearest = hits[:NEAREST_ON_REFUSAL]
+            answer_text = render_refusal(nearest, catalog, language, single_policy)
+            citations = []
+        else:
+            chosen = choose(hits, all_policies=single_policy is None)
+            citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
+            answer_text = render_answer(citations, catalog, language)
+        timings = dict(retrieval.timings_ms)
+        timings["compose"] = (time.perf_counter() - compose_started) * 1000
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return Answer(
+            question=question,
+            language=language,
+            answer=answer_text,
+            refused=refused,
+            policy=single_policy,
+            citations=citations,
+            hits=hits,
+            timings_ms={k: round(v, 2) for k, v in timings.items()},
+            trace={
+                "retriever": self.mode,
+                "search_text": search_text,
+                "follow_up_of": previous,
+                "policies": policies,
+                "terms": retrieval.terms,
+                "support": round(support, 4),
+                "refusal_threshold": self.settings.refusal_threshold,
+            },
+        )
+
+    @staticmethod
+    def looks_like_follow_up(text: str) -> bool:
+        return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
+
+    def support(self, hits: list[Hit], terms: list[str], language: Language) -> float:
+        """How well the best clause supports an answer: its dense similarity, plus the share
+        of the question's terms it contains (both calibrated on the gold set)."""
+        if not hits:
+            return 0.0
+        top = hits[0]
+        clause_terms = set(chunk_terms(top.chunk))
+        wanted = terms_in(top.chunk.language, terms, language)
+        own = [t for t in terms if t]
+        coverage = (
+            len({t for t in own if t in clause_terms} | (wanted & clause_terms)) / len(set(own))
+            if own
+            else 0.0
+        )
+        coverage = min(coverage, 1.0)
+        dense = top.dense if top.dense is not None else 0.0
+        return dense + self.settings.coverage_weight * coverage
+
+
+def as_turn(item: Turn | Answer | str) -> Turn:
+    if isinstance(item, Turn):
+        return item
+    if isinstance(item, Answer):
+        return item.as_turn()
+    return Turn(question=str(item))

@@ -1,0 +1,94 @@
+"""The parsed policies on disk: what `klausa show`, the library page and answers read."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import tomllib
+from pathlib import Path
+
+from klausa.types import Chunk, ParsedPolicy, PolicyInfo
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "policies.toml"
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def load_manifest(corpus_dir: Path) -> list[PolicyInfo]:
+    path = corpus_dir / MANIFEST
+    if not path.exists():
+        return []
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+        infos = [PolicyInfo(**entry) for entry in data.get("policy", [])]
+    except (tomllib.TOMLDecodeError, TypeError, ValueError) as error:
+        raise ManifestError(f"{path}: {error}") from None
+    ids = [info.id for info in infos]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise ManifestError(f"{path}: duplicate policy id(s) {', '.join(sorted(duplicates))}")
+    return infos
+
+
+class Catalog:
+    """Every ingested policy with its section tree and chunks, one JSON file per policy."""
+
+    def __init__(self, policies: dict[str, ParsedPolicy]) -> None:
+        self.policies = policies
+        self.chunks: dict[str, Chunk] = {
+            chunk.id: chunk for policy in policies.values() for chunk in policy.chunks
+        }
+
+    @classmethod
+    def load(cls, directory: Path) -> Catalog:
+        policies: dict[str, ParsedPolicy] = {}
+        if directory.exists():
+            for path in sorted(directory.glob("*.json")):
+                policy = ParsedPolicy.model_validate_json(path.read_text("utf-8"))
+                policies[policy.info.id] = policy
+        return cls(policies)
+
+    @staticmethod
+    def write(directory: Path, policy: ParsedPolicy) -> None:
+        """Write one policy atomically (a reader never sees half a file)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{policy.info.id}.json"
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(policy.model_dump_json(), "utf-8")
+        os.replace(temporary, target)
+
+    @staticmethod
+    def remove(directory: Path, policy_id: str) -> None:
+        (directory / f"{policy_id}.json").unlink(missing_ok=True)
+
+    def info(self, policy_id: str) -> PolicyInfo:
+        return self.policies[policy_id].info
+
+    def closest_policies(self, policy_id: str) -> list[str]:
+        return difflib.get_close_matches(policy_id, list(self.policies), n=3, cutoff=0.3)
+
+    def closest_labels(self, policy_id: str, label: str) -> list[str]:
+        labels = [s.label for s in self.policies[policy_id].sections]
+        lowered = {item.lower(): item for item in labels}
+        close = difflib.get_close_matches(label.lower(), list(lowered), n=5, cutoff=0.3)
+        return [lowered[c] for c in close]
+
+    def find_label(self, policy_id: str, label: str) -> str | None:
+        """A label as typed: exact, or differing only in case."""
+        for section in self.policies[policy_id].sections:
+            if section.label == label:
+                return label
+        for section in self.policies[policy_id].sections:
+            if section.label.lower() == label.lower().strip():
+                return section.label
+        return None
+
+
+def dump_json(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)

@@ -1,0 +1,285 @@
+"""`klausa` command line: a thin shell over the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from klausa.settings import Settings
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="KLAUSA_DATA_DIR",
+    help="Index and database folder (default ./data).",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
+    """Klausa: bilingual policy answers that cite the clause."""
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    ctx.obj = Settings(**overrides)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--prune/--no-prune",
+    default=None,
+    help="Remove indexed policies that are not among PATHS (default: only when "
+    "ingesting the whole corpus).",
+)
+@click.option("--if-stale", is_flag=True, help="Do nothing when the index matches the corpus.")
+@click.pass_obj
+def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool | None, if_stale: bool) -> None:
+    """Index the corpus (default) or the given .txt/.md/.html/.pdf files and folders."""
+    from ingest.pipeline import IngestBusyError, index_is_current
+    from ingest.pipeline import ingest as run_ingest
+    from klausa.catalog import ManifestError
+    from klausa.embeddings import ModelLoadError
+
+    if if_stale and not paths and index_is_current(settings):
+        click.echo(f"index in {settings.data_dir} is up to date")
+        return
+    try:
+        report = run_ingest(settings, paths, prune=prune, progress=sys.stderr.isatty())
+    except (IngestBusyError, ManifestError, ModelLoadError) as error:
+        fail(str(error))
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    header = (
+        f"{'policy':<24}{'sections':>9}{'chunks':>8}{'added':>7}{'updated':>9}"
+        f"{'removed':>9}{'unchanged':>11}"
+    )
+    click.echo(header)
+    for p in report.policies:
+        click.echo(
+            f"{p.policy:<24}{p.sections:>9}{p.chunks:>8}{p.added:>7}{p.updated:>9}"
+            f"{p.removed:>9}{p.unchanged:>11}"
+        )
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def policies(settings: Settings, as_json: bool) -> None:
+    """List the indexed policies."""
+    from klausa.catalog import Catalog
+
+    catalog = Catalog.load(settings.catalog_dir)
+    rows = [
+        {
+            "id": p.info.id,
+            "title": p.info.title,
+            "company": p.info.company,
+            "language": p.info.language,
+            "sections": len(p.sections),
+            "chunks": len(p.chunks),
+            "effective_date": p.info.effective_date,
+            "prevailing_language": p.info.prevailing_language,
+        }
+        for p in catalog.policies.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        fail(f"no policies indexed in {settings.data_dir}; run `klausa ingest`")
+    click.echo(f"{'id':<14}{'language':<10}{'sections':>9}{'chunks':>8}  title")
+    for row in rows:
+        click.echo(
+            f"{row['id']:<14}{row['language']:<10}{row['sections']:>9}"
+            f"{row['chunks']:>8}  {row['title']}"
+        )
+
+
+@cli.command()
+@click.argument("policy")
+@click.argument("label")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(settings: Settings, policy: str, label: str, as_json: bool) -> None:
+    """Print one section (with its sub-sections), e.g. `klausa show webdeskers C.1.8`."""
+    from klausa.catalog import Catalog
+
+    catalog = Catalog.load(settings.catalog_dir)
+    if policy not in catalog.policies:
+        close = catalog.closest_policies(policy)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        fail(f"unknown policy {policy!r}{hint}", EXIT_USAGE)
+    found = catalog.find_label(policy, label)
+    if found is None:
+        close = catalog.closest_labels(policy, label)
+        hint = f"; closest labels: {', '.join(close)}" if close else ""
+        fail(f"{policy} has no section {label!r}{hint}", EXIT_USAGE)
+    parsed = catalog.policies[policy]
+    sections = parsed.subtree(found)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "policy": policy,
+                    "policy_title": parsed.info.title,
+                    "label": found,
+                    "sections": [s.model_dump() for s in sections],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    head = sections[0]
+    click.echo(f"{parsed.info.title} §{head.label} — {head.title}\n")
+    # The section as written, sub-sections included.
+    click.echo(parsed.source_text[head.start : head.end].strip())
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--policy", help="Policy id; default: all policies.")
+@click.option(
+    "--lang", type=click.Choice(["en", "id"]), help="Answer language (default: the question's)."
+)
+@click.option("--retriever", type=click.Choice(["hybrid", "dense", "bm25"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole Answer as JSON.")
+@click.pass_obj
+def ask(
+    settings: Settings,
+    question: str,
+    policy: str | None,
+    lang: str | None,
+    retriever: str | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION, citing the section it comes from."""
+    from klausa.assistant import Assistant, QuestionError
+    from klausa.embeddings import ModelLoadError
+    from klausa.stores import IndexMissingError
+
+    assistant = Assistant(settings, retriever=retriever)
+    try:
+        answer = assistant.ask(question, policy=policy, language=lang)  # type: ignore[arg-type]
+    except QuestionError as error:
+        fail(str(error), EXIT_USAGE)
+    except (IndexMissingError, ModelLoadError) as error:
+        fail(str(error))
+    if as_json:
+        click.echo(answer.model_dump_json(indent=2))
+        return
+    click.echo(answer.answer)
+    if answer.citations:
+        click.echo("")
+        for citation in answer.citations:
+            click.echo(f"[{citation.policy_title} §{citation.label} — {citation.title}]")
+
+
+@cli.command(name="eval")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Ingest this folder into a temporary index of its own and answer over it.",
+)
+@click.option(
+    "--retriever",
+    "retrievers",
+    default="hybrid",
+    show_default=True,
+    help="Comma-separated: hybrid, dense, bm25, tutorial (compared in one run).",
+)
+@click.option(
+    "--per-question",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON record per question (per retriever) to this file.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the summary figures to this file.",
+)
+@click.option(
+    "--thresholds",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Minimum figures (TOML); default: thresholds.toml beside FILE, if any.",
+)
+@click.option("--limit", type=int, help="Only the first N questions.")
+@click.pass_obj
+def evaluate(
+    settings: Settings,
+    file: Path,
+    corpus: Path | None,
+    retrievers: str,
+    per_question: Path | None,
+    json_out: Path | None,
+    thresholds: Path | None,
+    limit: int | None,
+) -> None:
+    """Run a Q&A set through the assistant and report hit@k, citations, refusals, latency."""
+    import tempfile
+
+    from klausa.evaluation import run_evaluation
+
+    names = [n.strip() for n in retrievers.split(",") if n.strip()]
+    unknown = set(names) - {"hybrid", "dense", "bm25", "tutorial"}
+    if unknown:
+        fail(f"unknown retriever(s): {', '.join(sorted(unknown))}", EXIT_USAGE)
+    thresholds = thresholds or (file.parent / "thresholds.toml")
+    with tempfile.TemporaryDirectory(prefix="klausa-eval-") as scratch:
+        if corpus is not None:
+            settings = settings.model_copy(
+                update={
+                    "data_dir": Path(scratch),
+                    "corpus_dir": corpus,
+                    "models_path": settings.models_dir.resolve(),
+                }
+            )
+        outcome = run_evaluation(
+            settings,
+            file,
+            names,
+            ingest_corpus=corpus is not None,
+            limit=limit,
+            progress=sys.stderr.isatty(),
+            thresholds=thresholds if thresholds.exists() else None,
+        )
+    for name, text in outcome.tables.items():
+        click.echo(f"\n{text}")
+    if per_question:
+        per_question.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in outcome.records), "utf-8"
+        )
+    if json_out:
+        json_out.write_text(json.dumps(outcome.figures, indent=2), "utf-8")
+    if outcome.failures:
+        click.echo("\nbelow thresholds:", err=True)
+        for line in outcome.failures:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="klausa")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Ranked clauses → a cited answer in the asker's language (extractive: quotes, never invents)."""
+
+from __future__ import annotations
+
+import re
+
+from ingest.chunk import sentence_spans
+from klausa.catalog import Catalog
+from klausa.prompts import phrase
+from klausa.text import analyse, default_lexicon
+from klausa.types import Citation, Hit, Language
+
+#: Clauses up to this long are quoted whole; longer ones by their best sentences.
+QUOTE_WHOLE_CHARS = 320
+#: A further clause is cited when its fused score is within this share of the best one.
+ALSO_CITE_RATIO = 0.92
+MAX_CITATIONS = 3
+
+
+def supporting_span(text: str, language: Language, terms: set[str]) -> tuple[int, int]:
+    """Offsets in ``text`` of the words that carry the answer: the sentence(s) sharing most
+    terms with the question, or the whole clause when it is short."""
+    if len(text) <= QUOTE_WHOLE_CHARS:
+        return 0, len(text.rstrip())
+    spans = sentence_spans(text)
+    if not spans:
+        return 0, len(text)
+
+    def overlap(span: tuple[int, int]) -> int:
+        return len(terms & set(analyse(text[span[0] : span[1]], language)))
+
+    best = max(range(len(spans)), key=lambda i: (overlap(spans[i]), -i))
+    start, end = spans[best]
+    # A very short sentence ("We will not sell it.") reads better with its neighbour.
+    if end - start < 80 and best + 1 < len(spans):
+        end = spans[best + 1][1]
+    return start, end
+
+
+def terms_in(
+    language: Language, question_terms: list[str], question_language: Language
+) -> set[str]:
+    """The question's terms as they appear in a clause of ``language``."""
+    if language == question_language:
+        return set(question_terms)
+    return set(question_terms) | set(default_lexicon().translate(question_terms, question_language))
+
+
+def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Language) -> Citation:
+    chunk = hit.chunk
+    info = catalog.info(chunk.policy)
+    start, end = supporting_span(
+        chunk.text, chunk.language, terms_in(chunk.language, question_terms, language)
+    )
+    return Citation(
+        policy=chunk.policy,
+        policy_title=info.title,
+        label=chunk.label,
+        title=chunk.section_title or chunk.label,
+        text=chunk.text,
+        quote=chunk.text[start:end],
+        quote_start=start,
+        quote_end=end,
+        source_start=chunk.start + start,
+        source_end=chunk.start + end,
+        language=chunk.language,
+    )
+
+
+def choose(hits: list[Hit], all_policies: bool) -> list[Hit]:
+    """The best clause, and close runners-up from other sections (other policies first when
+    the question is about all of them)."""
+    if not hits:
+        return []
+    best = hits[0]
+    chosen = [best]
+    for hit in hits[1:]:
+        if len(chosen) >= MAX_CITATIONS or hit.score < best.score * ALSO_CITE_RATIO:
+            break
+        taken = {(h.chunk.policy, h.chunk.label) for h in chosen}
+        if (hit.chunk.policy, hit.chunk.label) in taken:
+            continue
+        if all_policies and hit.chunk.policy in {h.chunk.policy for h in chosen}:
+            continue
+        chosen.append(hit)
+    return chosen
+
+
+def render_answer(citations: list[Citation], catalog: Catalog, language: Language) -> str:
+    parts: list[str] = []
+    for number, citation in enumerate(citations):
+        key = "lead" if number == 0 else "lead_more"
+        parts.append(
+            phrase(
+                "answer",
+                language,
+                key,
+                policy=citation.policy_title,
+                label=citation.label,
+                title=citation.title,
+            )
+        )
+        if citation.language != language:
+            parts.append(phrase("answer", language, "quoted_other_language"))
+        parts.append(f"“{collapse(citation.quote)}”")
+        info = catalog.info(citation.policy)
+        if citation.language == "en" and info.prevailing_language == "id":
+            parts.append(phrase("answer", language, "prevails"))
+        parts.append("")
+    return "\n".join(parts).strip()
+
+
+def render_refusal(
+    nearest: list[Hit], catalog: Catalog, language: Language, policy: str | None
+) -> str:
+    if policy:
+        lines = [phrase("answer", language, "not_covered", policy=catalog.info(policy).title)]
+    else:
+        lines = [phrase("answer", language, "not_covered_all")]
+    if nearest:
+        lines.append(phrase("answer", language, "nearest"))
+        for hit in nearest:
+            lines.append(
+                f"- {catalog.info(hit.chunk.policy).title} §{hit.chunk.label} "
+                f"({hit.chunk.section_title or hit.chunk.label})"
+            )
+    return "\n".join(lines)
+
+
+def collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

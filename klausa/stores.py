@@ -1,0 +1,138 @@
+"""Vector stores behind one small interface. LangChain stays inside this module."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from klausa.embeddings import Embedder
+from klausa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ADD_BATCH = 64
+
+
+class IndexMissingError(RuntimeError):
+    """No index to answer from; the message says how to build one."""
+
+
+class VectorStore(Protocol):
+    def digests(self) -> dict[str, tuple[str, str]]: ...
+
+    def upsert(
+        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]
+    ) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def search(
+        self, vector: np.ndarray, k: int, policies: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]: ...
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def count(self) -> int: ...
+
+
+class LangChainEmbeddings(Embeddings):
+    """Klausa's embedder seen through LangChain's ``Embeddings`` interface."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embedder.embed_documents(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embedder.embed_query(text).tolist()
+
+
+def policy_filter(policies: Sequence[str] | None) -> dict | None:
+    if not policies:
+        return None
+    if len(policies) == 1:
+        return {"policy": policies[0]}
+    return {"policy": {"$in": list(policies)}}
+
+
+class ChromaStore:
+    """Chroma on disk (``PersistentClient``) or a ``chroma run`` server (``HttpClient``)."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, *, create: bool = True) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+        from langchain_chroma import Chroma
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if settings.chroma_url:
+            url = urlparse(settings.chroma_url)
+            client = chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or 8000,
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        else:
+            if not create and not settings.chroma_dir.exists():
+                raise IndexMissingError(
+                    f"no index in {settings.chroma_dir}; run `klausa ingest` first"
+                )
+            settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(
+                path=str(settings.chroma_dir), settings=chroma_settings
+            )
+        self.client = client
+        self.name = settings.collection_name
+        self.store = Chroma(
+            client=client,
+            collection_name=self.name,
+            embedding_function=LangChainEmbeddings(embedder),
+            collection_metadata={"hnsw:space": "cosine", "embedding_model": embedder.name},
+            create_collection_if_not_exists=create,
+        )
+
+    def digests(self) -> dict[str, tuple[str, str]]:
+        """chunk id → (policy, digest of the embedded text) of everything stored."""
+        found = self.store.get(include=["metadatas"])
+        return {
+            chunk_id: (str((meta or {}).get("policy", "")), str((meta or {}).get("digest", "")))
+            for chunk_id, meta in zip(found["ids"], found["metadatas"], strict=True)
+        }
+
+    def upsert(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> None:
+        self.store.add_texts(list(texts), metadatas=list(metadatas), ids=list(ids))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.store.delete(ids=list(ids))
+
+    def search(
+        self, vector: np.ndarray, k: int, policies: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        results = self.store.similarity_search_by_vector_with_relevance_scores(
+            vector.tolist(), k=k, filter=policy_filter(policies)
+        )
+        # Cosine distance → cosine similarity.
+        return [(doc.id or "", 1.0 - float(distance)) for doc, distance in results]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        found = self.store.get(ids=list(ids), include=["embeddings"])
+        return {
+            chunk_id: np.asarray(vector, dtype=np.float32)
+            for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
+        }
+
+    def count(self) -> int:
+        return len(self.store.get(include=[])["ids"])
+
+
+def open_store(settings: Settings, embedder: Embedder, *, create: bool = True) -> VectorStore:
+    return ChromaStore(settings, embedder, create=create)

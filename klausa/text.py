@@ -1,0 +1,194 @@
+"""Language analysis: detection (EN/ID), tokens, stemming, stopwords, the bilingual lexicon."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import snowballstemmer
+
+from klausa.types import Language
+
+log = logging.getLogger(__name__)
+
+LANGUAGES: tuple[Language, ...] = ("en", "id")
+
+# Negations are never stopwords: "kami tidak menjual" must not match "kami menjual".
+NEGATIONS: dict[Language, frozenset[str]] = {
+    "en": frozenset({"not", "no", "never", "nor", "without", "cannot"}),
+    "id": frozenset({"tidak", "tak", "bukan", "belum", "tanpa", "jangan", "enggak", "gak"}),
+}
+
+
+def _word_list(name: str) -> frozenset[str]:
+    text = resources.files("klausa").joinpath(f"data/{name}").read_text("utf-8")
+    return frozenset(
+        word for line in text.splitlines() if not line.startswith("#") for word in line.split()
+    )
+
+
+STOPWORDS: dict[Language, frozenset[str]] = {
+    language: _word_list(f"stopwords.{language}.txt") for language in ("en", "id")
+}
+# Words that mark a question's language even when it is only a few words long.
+MARKERS: dict[Language, frozenset[str]] = {
+    language: _word_list(f"markers.{language}.txt") for language in ("en", "id")
+}
+# "data" is both English and Indonesian; it decides nothing.
+_SHARED_MARKERS = frozenset({"data"})
+
+TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """NFKC, no zero-width or control characters, typographic quotes folded."""
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"[\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff]", "", text)
+    text = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+
+
+def words(text: str) -> list[str]:
+    return [w.lower().replace("’", "'") for w in TOKEN.findall(normalise(text))]
+
+
+@cache
+def _stemmer(language: Language) -> snowballstemmer.Stemmer:
+    return snowballstemmer.stemmer("english" if language == "en" else "indonesian")
+
+
+def stem(word: str, language: Language) -> str:
+    if word.isdigit():
+        return word
+    word = word.split("'")[0] if language == "en" else word
+    return _stemmer(language).stemWord(word)
+
+
+def analyse(text: str, language: Language) -> list[str]:
+    """Index/query terms of ``text``: stemmed, stopwords dropped, negations kept."""
+    stop = STOPWORDS[language]
+    return [
+        stem(w, language)
+        for w in words(text)
+        if (w not in stop and len(w) > 1) or w in NEGATIONS[language]
+    ]
+
+
+# --- language detection ------------------------------------------------------------------
+
+
+def detect_language(text: str) -> Language:
+    """English or Indonesian. Marker words decide short questions; py3langid the rest."""
+    tokens = [w for w in words(text) if w not in _SHARED_MARKERS]
+    id_score = sum(w in MARKERS["id"] for w in tokens) + sum(
+        1 for w in tokens if re.fullmatch(r"(di|me|ber|ter|pe)\w{3,}(kan|an|i|nya)", w)
+    )
+    en_score = sum(w in MARKERS["en"] for w in tokens) + sum(
+        1 for w in tokens if re.fullmatch(r"\w{3,}(ing|tion|ed|ly)", w)
+    )
+    if (id_score != en_score and abs(id_score - en_score) >= 2) or len(tokens) <= 4:
+        if id_score > en_score:
+            return "id"
+        if en_score > id_score:
+            return "en"
+    return _langid(text)
+
+
+@cache
+def _identifier():  # type: ignore[no-untyped-def]
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+    # Restricted to what Klausa answers in (and Malay, see below).
+    identifier.set_languages(["en", "id", "ms"])
+    return identifier
+
+
+def _langid(text: str) -> Language:
+    if not any(ch.isalpha() for ch in text):
+        return "en"
+    language, _ = _identifier().classify(normalise(text))
+    # Short Indonesian is often read as Malay; both mean "answer in Indonesian" here.
+    return "en" if language == "en" else "id"
+
+
+# --- the bilingual lexicon ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LexiconEntry:
+    en: tuple[tuple[str, ...], ...]  # stemmed phrases
+    id: tuple[tuple[str, ...], ...]
+
+
+class Lexicon:
+    """EN↔ID privacy terms, matched on stemmed token sequences of a query."""
+
+    def __init__(self, entries: Iterable[LexiconEntry]) -> None:
+        self.entries = list(entries)
+        self._index: dict[Language, dict[str, list[tuple[tuple[str, ...], int]]]] = {
+            "en": {},
+            "id": {},
+        }
+        for number, entry in enumerate(self.entries):
+            for language in LANGUAGES:
+                for phrase in getattr(entry, language):
+                    if phrase:
+                        self._index[language].setdefault(phrase[0], []).append((phrase, number))
+
+    @classmethod
+    def parse(cls, text: str) -> Lexicon:
+        entries = []
+        for line_number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                english, indonesian = line.split("\t")
+            except ValueError:
+                log.warning("lexicon line %d ignored: expected one tab", line_number)
+                continue
+            entries.append(
+                LexiconEntry(
+                    en=tuple(tuple(analyse(p, "en")) for p in english.split("|")),
+                    id=tuple(tuple(analyse(p, "id")) for p in indonesian.split("|")),
+                )
+            )
+        return cls(entries)
+
+    def translate(self, terms: list[str], source: Language) -> list[str]:
+        """Terms of the other language for every lexicon phrase found in ``terms``."""
+        target: Language = "id" if source == "en" else "en"
+        found: list[str] = []
+        seen: set[int] = set()
+        for i, term in enumerate(terms):
+            for phrase, number in self._index[source].get(term, ()):
+                if number in seen or tuple(terms[i : i + len(phrase)]) != phrase:
+                    continue
+                seen.add(number)
+                # The first phrase of the other side is its canonical translation.
+                found.extend(getattr(self.entries[number], target)[0])
+        negations = [t for t in terms if t in NEGATIONS[source]]
+        if negations:
+            found.append("not" if target == "en" else "tidak")
+        return found
+
+
+@cache
+def default_lexicon() -> Lexicon:
+    text = resources.files("klausa").joinpath("data/lexicon.tsv").read_text("utf-8")
+    return Lexicon.parse(text)
+
+
+def query_terms(text: str, language: Language, lexicon: Lexicon | None = None) -> list[str]:
+    """Own-language terms plus their lexicon translations, so BM25 crosses languages."""
+    terms = analyse(text, language)
+    other: Language = "id" if language == "en" else "en"
+    translated = (lexicon or default_lexicon()).translate(terms, language)
+    # Words typed in the other language ("cookies", "OTP") are searched as they are too.
+    raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]
+    return list(dict.fromkeys([*terms, *translated, *raw]))

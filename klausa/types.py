@@ -1,0 +1,146 @@
+"""Typed data passed between the stages: parse → chunk → index → retrieve → compose."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Language = Literal["en", "id"]
+
+
+class PolicyInfo(BaseModel):
+    """One policy as described by a corpus manifest."""
+
+    id: str
+    title: str
+    company: str
+    language: Language
+    source: str
+    effective_date: str | None = None
+    prevailing_language: Language | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+
+class Section(BaseModel):
+    """A node of a policy's section tree, labelled with the document's own numbering."""
+
+    label: str
+    title: str
+    level: int
+    parent: str | None
+    title_path: list[str]
+    #: Character span of the whole section (heading, own text and sub-sections) in the source.
+    start: int
+    end: int
+    #: From the first to the last of the section's own clauses (sub-sections may lie between).
+    text_start: int
+    text_end: int
+    #: The section's own clauses, without its sub-sections, separated by blank lines.
+    text: str
+
+
+class Chunk(BaseModel):
+    """One clause: the unit that is embedded, searched, cited and quoted."""
+
+    id: str
+    policy: str
+    language: Language
+    label: str
+    section_title: str
+    title_path: list[str]
+    text: str
+    #: Offsets into the source text: ``source[start:end] == text``.
+    start: int
+    end: int
+    #: Lead-in sentence of the parent list ("…in the following cases:"), for search only.
+    context: str = ""
+    ordinal: int = 0
+
+
+class ParsedPolicy(BaseModel):
+    info: PolicyInfo
+    sections: list[Section]
+    chunks: list[Chunk]
+    #: The text offsets index into (the file itself for .txt/.md, extracted text otherwise).
+    source_text: str
+    #: sha256 of the source file's bytes and of the manifest entry: what "stale" compares.
+    digest: str
+
+    def section(self, label: str) -> Section | None:
+        return next((s for s in self.sections if s.label == label), None)
+
+    def subtree(self, label: str) -> list[Section]:
+        """The section and all its sub-sections, in document order."""
+        found = self.section(label)
+        if found is None:
+            return []
+        return [
+            s
+            for s in self.sections
+            if found.start <= s.start
+            and s.end <= found.end
+            and (s.label == label or _descends(s, label, self.sections))
+        ]
+
+
+def _descends(section: Section, ancestor: str, sections: list[Section]) -> bool:
+    parents = {s.label: s.parent for s in sections}
+    parent = section.parent
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = parents.get(parent)
+    return False
+
+
+class Hit(BaseModel):
+    """A retrieved clause with the scores that ranked it."""
+
+    chunk: Chunk
+    dense: float | None = None
+    lexical: float | None = None
+    score: float = 0.0
+    rank: int = 0
+
+
+class Citation(BaseModel):
+    policy: str
+    policy_title: str
+    label: str
+    title: str
+    text: str
+    quote: str
+    #: Offsets of the quote inside ``text`` (the clause), and inside the source file.
+    quote_start: int
+    quote_end: int
+    source_start: int
+    source_end: int
+    language: Language
+
+
+class Turn(BaseModel):
+    """An earlier exchange of a conversation, as much as a follow-up needs of it."""
+
+    question: str
+    policy: str | None = None
+    labels: list[str] = Field(default_factory=list)
+
+
+class Answer(BaseModel):
+    question: str
+    language: Language
+    answer: str
+    refused: bool
+    policy: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    hits: list[Hit] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    trace: dict[str, object] = Field(default_factory=dict)
+
+    def as_turn(self) -> Turn:
+        return Turn(
+            question=self.question,
+            policy=self.citations[0].policy if self.citations else self.policy,
+            labels=[c.label for c in self.citations],
+        )
