@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import re
 
 from ingest.parse import ParsedTree
+from klausa.text import sentence_spans
 from klausa.types import Chunk, PolicyInfo, Section
 
 #: Clauses longer than this are split at sentence boundaries (e5 reads ~512 tokens).
 MAX_CHUNK_CHARS = 900
 CONTEXT_CHARS = 300
-SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"“(\[]?[A-Z0-9])")
 
 
 def chunk_id(policy: str, label: str, ordinal: int) -> str:
     """Stable id: the same clause position keeps its id when its words are edited."""
     return hashlib.sha1(f"{policy}\x1f{label}\x1f{ordinal}".encode()).hexdigest()[:20]
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence (start, end) offsets within ``text[start:end]``, whitespace trimmed."""
-    end = len(text) if end is None else end
-    spans, cursor = [], start
-    for match in SENTENCE_END.finditer(text, start, end):
-        spans.append((cursor, match.start()))
-        cursor = match.end()
-    spans.append((cursor, end))
-    return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
 def split_long(

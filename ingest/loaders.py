@@ -42,25 +42,11 @@ def decode_text(data: bytes, path: Path | str) -> str:
 class _HTMLText(HTMLParser):
     """Visible text of an HTML page, with headings and list items kept as lines."""
 
-    BLOCK = {
-        "p",
-        "div",
-        "section",
-        "article",
-        "br",
-        "tr",
-        "table",
-        "ul",
-        "ol",
-        "header",
-        "footer",
-        "main",
-        "nav",
-        "blockquote",
-        "dd",
-        "dt",
-    }
-    DROP = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
+    BLOCK = frozenset(
+        "p div section article br tr table ul ol header footer main nav blockquote dd dt".split()
+    )
+    # Code and chrome are dropped; only text a reader sees is kept.
+    DROP = frozenset("script style noscript template head svg iframe object".split())
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

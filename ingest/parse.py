@@ -55,6 +55,7 @@ FUNCTION_WORDS = {
 }
 ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 HEADING_MAX_WORDS = 12
+NUMBERED_TITLE = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*|[A-Z])[.)]?\s+(\S.*)$")
 
 
 def roman_value(text: str) -> int | None:
@@ -270,6 +271,20 @@ class _Parser:
     def add_heading(self, label: str, title: str, start: int) -> None:
         self.open_node(Node(label, title, "heading", 0, start), self.root)
 
+    def add_markdown_heading(self, text: str, depth: int, start: int) -> None:
+        """``## 3.2 Sharing`` → label ``3.2``; a deeper ``#`` nests under the shallower one."""
+        numbered = NUMBERED_TITLE.match(text)
+        label, title = (numbered.group(1), numbered.group(2)) if numbered else (
+            self.heading_label(text), text)
+        parent = self.root
+        for node in reversed(self.stack):
+            if node.kind == "heading" and node.key and node.key[0] == "md" and (
+                node.key[1] < depth
+            ):
+                parent = node
+                break
+        self.open_node(Node(label, title, "heading", 0, start, ("md", depth)), parent)
+
     def add_marker(self, line: Line, style: str, marker: str, text: str) -> None:
         key = (style, line.indent)
         # Forget deeper sequences: a new "1." under a new parent starts again.
@@ -370,7 +385,7 @@ class _Parser:
                 continue
             md = MD_HEADING.match(stripped)
             if md:
-                self.add_heading(self.heading_label(md.group("text")), md.group("text"), line.start)
+                self.add_markdown_heading(md.group("text"), len(md.group("hashes")), line.start)
                 continue
             marker = self.marker_of(line)
             if marker:

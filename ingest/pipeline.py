@@ -122,9 +122,10 @@ def parse_document(document: Document) -> ParsedPolicy:
     )
 
 
-def embedding_text(info: PolicyInfo, chunk: Chunk) -> str:
-    """What the dense model reads: policy and section titles give the clause its topic."""
-    heading = " › ".join([info.title, *chunk.title_path])
+def embedding_text(chunk: Chunk) -> str:
+    """What the dense model reads: section titles give the clause its topic (the policy's own
+    name is left out: it is the same for every clause of a policy and only blurs topics)."""
+    heading = " › ".join(chunk.title_path)
     return "\n".join(part for part in (heading, chunk.context, chunk.text) if part)
 
 
@@ -192,7 +193,7 @@ def ingest(
             )
             new_ids = set()
             for chunk in policy.chunks:
-                text = embedding_text(policy.info, chunk)
+                text = embedding_text(chunk)
                 digest = hashlib.sha1(text.encode()).hexdigest()
                 new_ids.add(chunk.id)
                 previous = stored.get(chunk.id)

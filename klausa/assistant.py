@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from functools import cached_property
 
 from klausa.catalog import Catalog
-from klausa.compose import choose, cite, render_answer, render_refusal, terms_in
+from klausa.compose import choose, cite, render_answer, render_refusal
 from klausa.embeddings import Embedder, load_embedder
 from klausa.lexical import LexicalIndex, chunk_terms
 from klausa.prompts import phrase
 from klausa.retrieve import Query, Retriever
 from klausa.settings import Settings
 from klausa.stores import IndexMissingError, VectorStore, open_store
-from klausa.text import detect_language, normalise, words
+from klausa.text import analyse, default_lexicon, detect_language, normalise, words
 from klausa.types import Answer, Hit, Language, Turn
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,10 @@ FOLLOW_UP_CUES = re.compile(
 )
 FOLLOW_UP_MAX_WORDS = 8
 NEAREST_ON_REFUSAL = 3
+#: A policy's best clause is cited for an all-policies question only above this share of the
+#: best clause's fused score (and when its own support passes the refusal threshold).
+ALSO_CITE_FLOOR = 0.45
+MAX_POLICIES_CITED = 5
 
 
 class QuestionError(ValueError):
@@ -175,10 +179,14 @@ class Assistant:
             previous=previous,
             previous_language=detect_language(previous) if previous else None,
         )
-        retrieval = self.retriever.search(query, k=self.settings.hits)
-        hits = retrieval.hits
-        support = self.support(hits, retrieval.terms, language)
-        refused = not hits or support < self.settings.refusal_threshold
+        retrieval = self.retriever.search(query, k=self.settings.candidates)
+        ranked = retrieval.hits
+        hits = ranked[: self.settings.hits]
+        support = self.support(hits, search_text, language)
+        # The lexical baseline has no calibrated support score; it never refuses.
+        refused = not hits or (
+            self.mode != "bm25" and support["support"] < self.settings.refusal_threshold
+        )
         single_policy = policies[0] if policies and len(policies) == 1 else None
         compose_started = time.perf_counter()
         if refused:
@@ -186,7 +194,11 @@ class Assistant:
             answer_text = render_refusal(nearest, catalog, language, single_policy)
             citations = []
         else:
-            chosen = choose(hits, all_policies=single_policy is None)
+            chosen = (
+                choose(hits)
+                if single_policy
+                else self.choose_across_policies(ranked, search_text, language)
+            )
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
             answer_text = render_answer(citations, catalog, language)
         timings = dict(retrieval.timings_ms)
@@ -207,32 +219,56 @@ class Assistant:
                 "follow_up_of": previous,
                 "policies": policies,
                 "terms": retrieval.terms,
-                "support": round(support, 4),
+                "support": support,
                 "refusal_threshold": self.settings.refusal_threshold,
             },
         )
+
+    def choose_across_policies(self, ranked: list[Hit], text: str, language: Language) -> list[Hit]:
+        """For a question about all policies: each policy's best clause, judged on its own
+        with the same calibrated support as a single-policy answer."""
+        best: dict[str, Hit] = {}
+        for hit in ranked:
+            best.setdefault(hit.chunk.policy, hit)
+        top_score = ranked[0].score
+        chosen = [
+            hit
+            for hit in best.values()
+            if hit.score >= ALSO_CITE_FLOOR * top_score
+            and self.support([hit], text, language)["support"] >= self.settings.refusal_threshold
+        ]
+        return chosen[:MAX_POLICIES_CITED] or ranked[:1]
 
     @staticmethod
     def looks_like_follow_up(text: str) -> bool:
         return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
 
-    def support(self, hits: list[Hit], terms: list[str], language: Language) -> float:
-        """How well the best clause supports an answer: its dense similarity, plus the share
-        of the question's terms it contains (both calibrated on the gold set)."""
+    def support(self, hits: list[Hit], text: str, language: Language) -> dict[str, float]:
+        """How well the best clause supports an answer. Three signals, weighted by calibration
+        on the gold dev set: the clause's dense similarity; the share of the question's terms
+        it contains (through the lexicon across languages); and the share of the question's
+        terms that no policy uses at all ("refund", "garansi": a topic the corpus lacks)."""
         if not hits:
-            return 0.0
+            return {"dense": 0.0, "coverage": 0.0, "unknown": 1.0, "support": 0.0}
+        terms = analyse(text, language)
+        lexicon = default_lexicon()
         top = hits[0]
-        clause_terms = set(chunk_terms(top.chunk))
-        wanted = terms_in(top.chunk.language, terms, language)
-        own = [t for t in terms if t]
-        coverage = (
-            len({t for t in own if t in clause_terms} | (wanted & clause_terms)) / len(set(own))
-            if own
-            else 0.0
-        )
-        coverage = min(coverage, 1.0)
+        clause = set(chunk_terms(top.chunk))
+        vocabulary = self.retriever.lexical.vocabulary
+        covered = unknown = 0
+        for term in terms:
+            variants = {term, *lexicon.translate([term], language)}
+            covered += bool(variants & clause)
+            unknown += not (variants & vocabulary)
+        coverage = covered / len(terms) if terms else 0.0
+        unknown_share = unknown / len(terms) if terms else 0.0
         dense = top.dense if top.dense is not None else 0.0
-        return dense + self.settings.coverage_weight * coverage
+        settings = self.settings
+        value = dense + settings.coverage_weight * coverage - settings.unknown_weight * (
+            unknown_share
+        )
+        return {"dense": round(dense, 4), "coverage": round(coverage, 4),
+                "unknown": round(unknown_share, 4), "support": round(value, 4)}
 
 
 def as_turn(item: Turn | Answer | str) -> Turn:

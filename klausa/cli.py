@@ -172,6 +172,7 @@ def ask(
 ) -> None:
     """Answer QUESTION, citing the section it comes from."""
     from klausa.assistant import Assistant, QuestionError
+    from klausa.compose import section_name
     from klausa.embeddings import ModelLoadError
     from klausa.stores import IndexMissingError
 
@@ -189,7 +190,7 @@ def ask(
     if answer.citations:
         click.echo("")
         for citation in answer.citations:
-            click.echo(f"[{citation.policy_title} §{citation.label} — {citation.title}]")
+            click.echo(f"[{citation.policy_title} {section_name(citation.label, citation.title)}]")
 
 
 @cli.command(name="eval")
@@ -262,7 +263,7 @@ def evaluate(
             progress=sys.stderr.isatty(),
             thresholds=thresholds if thresholds.exists() else None,
         )
-    for name, text in outcome.tables.items():
+    for text in outcome.tables.values():
         click.echo(f"\n{text}")
     if per_question:
         per_question.write_text(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ingest.chunk import sentence_spans
 from klausa.catalog import Catalog
 from klausa.prompts import phrase
-from klausa.text import analyse, default_lexicon
+from klausa.text import analyse, default_lexicon, sentence_spans
 from klausa.types import Citation, Hit, Language
 
 #: Clauses up to this long are quoted whole; longer ones by their best sentences.
@@ -67,9 +66,8 @@ def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Langua
     )
 
 
-def choose(hits: list[Hit], all_policies: bool) -> list[Hit]:
-    """The best clause, and close runners-up from other sections (other policies first when
-    the question is about all of them)."""
+def choose(hits: list[Hit]) -> list[Hit]:
+    """The best clause, and close runners-up from other sections of the same policy."""
     if not hits:
         return []
     best = hits[0]
@@ -77,36 +75,28 @@ def choose(hits: list[Hit], all_policies: bool) -> list[Hit]:
     for hit in hits[1:]:
         if len(chosen) >= MAX_CITATIONS or hit.score < best.score * ALSO_CITE_RATIO:
             break
-        taken = {(h.chunk.policy, h.chunk.label) for h in chosen}
-        if (hit.chunk.policy, hit.chunk.label) in taken:
-            continue
-        if all_policies and hit.chunk.policy in {h.chunk.policy for h in chosen}:
-            continue
-        chosen.append(hit)
+        if (hit.chunk.policy, hit.chunk.label) not in {(h.chunk.policy, h.chunk.label)
+                                                       for h in chosen}:
+            chosen.append(hit)
     return chosen
 
 
 def render_answer(citations: list[Citation], catalog: Catalog, language: Language) -> str:
     parts: list[str] = []
+    prevailing_noted = False
     for number, citation in enumerate(citations):
         key = "lead" if number == 0 else "lead_more"
-        parts.append(
-            phrase(
-                "answer",
-                language,
-                key,
-                policy=citation.policy_title,
-                label=citation.label,
-                title=citation.title,
-            )
-        )
+        parts.append(phrase("answer", language, key, policy=citation.policy_title,
+                            section=section_name(citation.label, citation.title)))
         if citation.language != language:
             parts.append(phrase("answer", language, "quoted_other_language"))
-        parts.append(f"“{collapse(citation.quote)}”")
+        parts.append(f"> “{collapse(citation.quote)}”")
+        parts.append("")
         info = catalog.info(citation.policy)
         if citation.language == "en" and info.prevailing_language == "id":
-            parts.append(phrase("answer", language, "prevails"))
-        parts.append("")
+            prevailing_noted = True
+    if prevailing_noted:
+        parts.append(phrase("answer", language, "prevails"))
     return "\n".join(parts).strip()
 
 
@@ -125,6 +115,11 @@ def render_refusal(
                 f"({hit.chunk.section_title or hit.chunk.label})"
             )
     return "\n".join(lines)
+
+
+def section_name(label: str, title: str) -> str:
+    """``§C.1.8 (Disclosure …)``, or just ``§GOVERNING LAW`` when the label is the title."""
+    return f"§{label}" if not title or title == label else f"§{label} ({title})"
 
 
 def collapse(text: str) -> str:

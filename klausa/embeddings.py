@@ -49,8 +49,12 @@ class SentenceTransformerEmbedder:
     def _load(self):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
 
+            # Library progress bars would land in CLI output and JSON; we log instead.
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
             model = SentenceTransformer(self.name, device="cpu")
         except Exception as error:  # any failure here means "no model": say which and why
             raise ModelLoadError(

@@ -105,10 +105,13 @@ def chunk_matches(chunk: Chunk, case: Case, catalog: Catalog) -> bool:
     return label_matches(chunk.policy, chunk.label, case, catalog)
 
 
-def answer_language(answer: Answer) -> Language:
-    """The language the answer is written in, judged on its words outside the quotes."""
-    own_words = re.sub(r"“[^”]*”", " ", answer.answer)
-    own_words = re.sub(r"§\S+|\([^)]*\)", " ", own_words)
+def answer_language(answer: Answer, catalog: Catalog) -> Language:
+    """The language the answer is written in, judged on its own words: quotes, policy names
+    and section labels and titles (which stay as the policy writes them) are left out."""
+    own_words = re.sub(r"^>.*$", " ", answer.answer, flags=re.M)
+    own_words = re.sub(r"§.*?(\)|$)", " ", own_words, flags=re.M)
+    for policy in catalog.policies.values():
+        own_words = own_words.replace(policy.info.title, " ")
     return detect_language(own_words)
 
 
@@ -165,7 +168,7 @@ class AssistantAsker(Asker):
             rank=min(ranks) if ranks else None,
             cited_ok=cited_ok,
             quote_ok=quote_ok,
-            answer_language=answer_language(answer),
+            answer_language=answer_language(answer, catalog),
             latency_ms=round(latency, 2),
             policy_language=policy_language(case, catalog),
         )
@@ -348,8 +351,8 @@ def run_evaluation(
     cases = load_cases(file)[:limit]
     embedder = embedder or load_embedder(settings)
     if ingest_corpus:
-        report = ingest(settings, embedder=embedder, progress=progress)
-        for error in report.errors:
+        ingested = ingest(settings, embedder=embedder, progress=progress)
+        for error in ingested.errors:
             log.warning("not ingested: %s", error)
     figures: dict[str, dict] = {}
     tables: dict[str, str] = {}

@@ -27,7 +27,7 @@ class LexicalIndex:
         self.ids = ids
         self.policies = np.asarray(policies, dtype=object)
         self.bm25 = bm25
-        self._vocab: set[str] = set(getattr(bm25, "vocab_dict", {}) or {})
+        self.vocabulary: frozenset[str] = frozenset(getattr(bm25, "vocab_dict", {}) or {})
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
 
     @classmethod
@@ -56,7 +56,7 @@ class LexicalIndex:
 
     def scores(self, terms: Sequence[str], policies: Sequence[str] | None = None) -> np.ndarray:
         """BM25 score of every chunk (zero outside ``policies``)."""
-        known = [t for t in terms if t in self._vocab]
+        known = [t for t in terms if t in self.vocabulary]
         if not known or not self.ids:
             return np.zeros(len(self.ids), dtype=np.float32)
         scores = np.asarray(self.bm25.get_scores(known), dtype=np.float32)

@@ -13,7 +13,7 @@ from klausa.catalog import Catalog
 from klausa.embeddings import Embedder
 from klausa.lexical import LexicalIndex
 from klausa.stores import VectorStore
-from klausa.text import query_terms
+from klausa.text import query_terms, standardise
 from klausa.types import Hit, Language
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class Retriever:
     def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
         assert self.embedder is not None
         started = time.perf_counter()
-        vector = self.embedder.embed_query(query.text)
+        text = standardise(query.text) if query.language == "id" else query.text
+        vector = self.embedder.embed_query(text)
         if query.previous:
             previous = self.embedder.embed_query(query.previous)
             vector = vector + query.previous_weight * previous

@@ -34,15 +34,17 @@ class Settings(BaseSettings):
 
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
     #: Share of the dense signal in the fused score (the rest is lexical); tuned on the dev set.
-    dense_weight: float = Field(0.6, ge=0.0, le=1.0)
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     #: Candidates taken from each retriever before fusion.
     candidates: int = 40
     #: Hits kept on an answer (the trace shown to support staff).
     hits: int = 10
     #: Below this support score the answer is "the policy does not say"; calibrated on dev.
-    refusal_threshold: float = 0.5
+    refusal_threshold: float = 0.779
     #: Weight of "share of the question's terms found in the clause" in the support score.
-    coverage_weight: float = 0.2
+    coverage_weight: float = 0.10
+    #: Weight of "share of the question's terms that no policy uses" (subtracted).
+    unknown_weight: float = 0.10
 
     #: ``none`` (extractive answers, the default).
     llm: Literal["none"] = "none"

@@ -21,7 +21,7 @@ LANGUAGES: tuple[Language, ...] = ("en", "id")
 # Negations are never stopwords: "kami tidak menjual" must not match "kami menjual".
 NEGATIONS: dict[Language, frozenset[str]] = {
     "en": frozenset({"not", "no", "never", "nor", "without", "cannot"}),
-    "id": frozenset({"tidak", "tak", "bukan", "belum", "tanpa", "jangan", "enggak", "gak"}),
+    "id": frozenset({"tidak", "bukan", "belum", "tanpa", "jangan"}),
 }
 
 
@@ -42,6 +42,7 @@ MARKERS: dict[Language, frozenset[str]] = {
 # "data" is both English and Indonesian; it decides nothing.
 _SHARED_MARKERS = frozenset({"data"})
 
+SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"“(\[]?[A-Z0-9])")
 TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
 
@@ -69,9 +70,25 @@ def stem(word: str, language: Language) -> str:
     return _stemmer(language).stemWord(word)
 
 
+@cache
+def slang() -> dict[str, str]:
+    """Informal Indonesian → the standard word the policies use ("nyimpen" → "menyimpan")."""
+    text = resources.files("klausa").joinpath("data/slang.id.tsv").read_text("utf-8")
+    pairs = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+    return {informal: standard for informal, standard in pairs}
+
+
+def standardise(text: str) -> str:
+    """A question with informal Indonesian words replaced, for analysis and embedding."""
+    table = slang()
+    return TOKEN.sub(lambda m: table.get(m.group(0).lower(), m.group(0)), text)
+
+
 def analyse(text: str, language: Language) -> list[str]:
     """Index/query terms of ``text``: stemmed, stopwords dropped, negations kept."""
     stop = STOPWORDS[language]
+    if language == "id":
+        text = standardise(text)
     return [
         stem(w, language)
         for w in words(text)
@@ -192,3 +209,14 @@ def query_terms(text: str, language: Language, lexicon: Lexicon | None = None) -
     # Words typed in the other language ("cookies", "OTP") are searched as they are too.
     raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]
     return list(dict.fromkeys([*terms, *translated, *raw]))
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence (start, end) offsets within ``text[start:end]``, whitespace trimmed."""
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for match in SENTENCE_END.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    return [(s, e) for s, e in spans if text[s:e].strip()]

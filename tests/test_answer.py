@@ -1,0 +1,143 @@
+"""Answers through the real model and index: the cited label and the asker's language."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
+from klausa.cli import cli
+from klausa.evaluation import answer_language
+from klausa.settings import Settings
+from klausa.text import detect_language
+
+
+@pytest.mark.parametrize(
+    ("question", "policy", "language", "label", "quoted"),
+    [
+        # EN→EN
+        ("Does Jubelio sell my personal data?", "jubelio", "en",
+         "DISCLOSURE OF PERSONAL DATA WE COLLECT", "will not sell"),
+        # ID→ID
+        ("Berapa lama LaciMart membalas keluhan saya?", "lacimart", "id", "C.2",
+         "kurun waktu yang wajar"),
+        # ID→EN
+        ("Bisakah saya menolak cookies lewat pengaturan browser?", "webdeskers", "id",
+         "D.3", "reject cookies"),
+        ("berapa lama data saya disimpan?", "interindo", "id", "6", "retain information"),
+        # EN→ID
+        ("Can LaciMart change this privacy policy at any time?", "lacimart", "en", "D",
+         "sewaktu-waktu"),
+    ],
+)
+def test_answers_cite_the_section_in_the_askers_language(
+    assistant: Assistant, question: str, policy: str, language: str, label: str, quoted: str
+) -> None:
+    answer = assistant.ask(question, policy=policy)
+    assert answer.language == language
+    assert not answer.refused
+    first = answer.citations[0]
+    assert first.label == label
+    assert quoted in first.quote
+    assert first.text[first.quote_start : first.quote_end] == first.quote
+    assert f"§{label}" in answer.answer
+    assert answer_language(answer, assistant.catalog) == language
+    cross = first.language != language
+    marker = {"en": "Quoted from the Indonesian text:", "id": "Kutipan dari teks bahasa Inggris:"}
+    assert (marker[language] in answer.answer) == cross
+
+
+def test_english_quotes_say_the_indonesian_version_prevails(assistant: Assistant) -> None:
+    answer = assistant.ask("Does Jubelio sell my personal data?", policy="jubelio")
+    assert "Indonesian version prevails" in answer.answer
+    answer = assistant.ask("How long does Interindo keep my data?", policy="interindo")
+    assert "prevails" not in answer.answer
+
+
+def test_follow_up_stays_on_the_policy_and_topic(assistant: Assistant) -> None:
+    first = assistant.ask("Does Jubelio sell my personal data?")
+    assert first.citations[0].policy == "jubelio"
+    follow = assistant.ask("and how long do they keep it?", history=[first])
+    assert not follow.refused
+    assert follow.citations[0].policy == "jubelio"
+    assert follow.citations[0].label == "STORAGE OF PERSONAL DATA"
+
+
+def test_unanswerable_questions_are_refused_in_the_askers_language(
+    assistant: Assistant,
+) -> None:
+    answer = assistant.ask("How many days do I have to return an item for a refund?",
+                           policy="webdeskers")
+    assert answer.refused and not answer.citations
+    assert answer.answer.startswith("Webdeskers Privacy Policy does not say")
+    assert "The nearest sections are:" in answer.answer and "§" in answer.answer
+    answer = assistant.ask("Berapa ongkos kirim ke luar Pulau Jawa?", policy="lacimart")
+    assert answer.refused and answer.language == "id"
+    assert "tidak mengatur hal ini" in answer.answer
+
+
+def test_all_policies_question_cites_several_policies(assistant: Assistant) -> None:
+    answer = assistant.ask("Which companies let me refuse cookies in my browser?")
+    policies = {c.policy for c in answer.citations}
+    assert not answer.refused and len(policies) >= 2
+    assert all("cookie" in c.text.lower() for c in answer.citations)
+
+
+def test_a_company_named_in_the_question_narrows_the_search(assistant: Assistant) -> None:
+    answer = assistant.ask("Does Interindo use cookies?")
+    assert answer.trace["policies"] == ["interindo"]
+    assert {h.chunk.policy for h in answer.hits} == {"interindo"}
+    assert answer.citations[0].label == "4"
+
+
+def test_language_override(assistant: Assistant) -> None:
+    answer = assistant.ask("cookies?", policy="webdeskers", language="id")
+    assert answer.language == "id" and answer.answer.startswith("Menurut")
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("cookies?", "en"), ("data pribadi saya dijual?", "id"), ("OTP", "en"),
+     ("hapus akun", "id"), ("Can I delete my account?", "en"),
+     ("gimana caranya biar nggak dapet iklan?", "id"), ("Is my data sold?", "en")],
+)
+def test_language_detection_on_short_and_mixed_questions(text: str, language: str) -> None:
+    assert detect_language(text) == language
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t", "\u200b\u200b"])
+def test_empty_questions_get_a_clear_error(assistant: Assistant, question: str) -> None:
+    with pytest.raises(QuestionError, match="type a question"):
+        assistant.ask(question)
+
+
+def test_too_long_and_wordless_questions_get_a_clear_error(assistant: Assistant) -> None:
+    with pytest.raises(QuestionError, match="too long"):
+        assistant.ask("cookies " * 10_000)
+    with pytest.raises(QuestionError, match="any words"):
+        assistant.ask("🙂🙂 ?!")
+    with pytest.raises(UnknownPolicyError):
+        assistant.ask("cookies?", policy="nosuch")
+
+
+def test_cli_ask_json_has_the_documented_keys(seed_settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(seed_settings.data_dir), "ask",
+                                      "Apakah Jubelio menjual data saya?", "--json"],
+                                env={"KLAUSA_MODELS_PATH": str(seed_settings.models_dir)})
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert {"question", "language", "answer", "refused", "citations", "hits",
+            "timings_ms"} <= set(answer)
+    assert answer["language"] == "id"
+    assert {"policy", "label", "title", "text", "quote"} <= set(answer["citations"][0])
+    assert len(answer["hits"]) >= 10
+    scores = [h["score"] for h in answer["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {"policy", "label", "text"} <= set(answer["hits"][0]["chunk"])
+
+
+def test_cli_ask_empty_question_exits_2(seed_settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(seed_settings.data_dir), "ask", " "])
+    assert result.exit_code == 2 and "type a question" in result.output

@@ -1,0 +1,169 @@
+"""Ingest through the real model and a real Chroma: idempotence, edits, deletions, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.pipeline import index_is_current, ingest
+from klausa.catalog import Catalog
+from klausa.cli import cli
+from klausa.embeddings import Embedder
+from klausa.settings import Settings
+from klausa.stores import open_store
+from tests.conftest import make_settings
+
+
+def stored_policies(settings: Settings, embedder: Embedder) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for policy, _ in open_store(settings, embedder).digests().values():
+        counts[policy] = counts.get(policy, 0) + 1
+    return counts
+
+
+def test_reingest_of_an_unchanged_corpus_changes_nothing(
+    seed_settings: Settings, embedder: Embedder
+) -> None:
+    before = open_store(seed_settings, embedder).digests()
+    report = ingest(seed_settings, embedder=embedder)
+    assert not report.changed
+    assert sum(p.unchanged for p in report.policies) == len(before)
+    assert open_store(seed_settings, embedder).digests() == before
+    assert index_is_current(seed_settings)
+
+
+def test_an_edit_replaces_the_clause_and_a_deletion_leaves_nothing_behind(
+    tmp_path: Path, corpus_copy: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "data", corpus_copy)
+    ingest(settings, embedder=embedder)
+    source = corpus_copy / "jubelio.en.txt"
+    text = source.read_text("utf-8")
+    assert "We will not sell or rent your Personal Data." in text
+    source.write_text(
+        text.replace("We will not sell or rent your Personal Data.",
+                     "We will never sell, rent or trade your Personal Data.")
+        .replace("The Privacy Notice also has the same meaning as the privacy policy mentioned "
+                 "in the Terms of Use and any Services on our Platform.\n", ""),
+        "utf-8",
+    )
+    assert not index_is_current(settings)
+    report = ingest(settings, embedder=embedder)
+    jubelio = next(p for p in report.policies if p.policy == "jubelio")
+    assert jubelio.updated >= 1 and jubelio.removed == 1
+    assert all(p.added == p.updated == p.removed == 0 for p in report.policies
+               if p.policy != "jubelio")
+    catalog = Catalog.load(settings.catalog_dir)
+    texts = [c.text for c in catalog.policies["jubelio"].chunks]
+    assert "We will never sell, rent or trade your Personal Data." in texts
+    assert "We will not sell or rent your Personal Data." not in texts
+    assert set(open_store(settings, embedder).digests()) == set(catalog.chunks)
+
+    # Remove a whole policy from the manifest: its chunks and catalog entry go too.
+    manifest = corpus_copy / "policies.toml"
+    entries = manifest.read_text("utf-8").split("[[policy]]")
+    manifest.write_text("[[policy]]".join(e for e in entries if 'id = "netmarks"' not in e))
+    report = ingest(settings, embedder=embedder)
+    assert next(p for p in report.policies if p.policy == "netmarks").removed == 22
+    assert "netmarks" not in stored_policies(settings, embedder)
+    assert "netmarks" not in Catalog.load(settings.catalog_dir).policies
+    assert index_is_current(settings)
+
+
+def write_pdf_without_text(path: Path) -> None:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    with path.open("wb") as handle:
+        writer.write(handle)
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> Path:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "empty.txt").write_text("   \n", "utf-8")
+    (folder / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20)
+    (folder / "latin1.txt").write_bytes("Política de privacidad: información".encode("latin-1"))
+    write_pdf_without_text(folder / "scanned.pdf")
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage")
+    (folder / "good.en.txt").write_text(
+        "GOOD SHOP PRIVACY\nWe delete your order history after two years.\n", "utf-8"
+    )
+    return folder
+
+
+def test_bad_files_get_one_clear_line_and_the_rest_still_ingests(
+    tmp_path: Path, bad_files: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "data", tmp_path / "no-corpus")
+    report = ingest(settings, [bad_files], embedder=embedder)
+    errors = "\n".join(report.errors)
+    assert "empty.txt: empty file" in errors
+    assert "binary.txt: binary file" in errors
+    assert "latin1.txt: not valid UTF-8" in errors
+    assert "scanned.pdf: PDF has no text layer" in errors
+    assert "corrupt.pdf:" in errors
+    assert len(report.errors) == 5 and all("\n" not in e for e in report.errors)
+    catalog = Catalog.load(settings.catalog_dir)
+    assert list(catalog.policies) == ["good"]
+    assert stored_policies(settings, embedder) == {"good": len(catalog.chunks)}
+
+
+def test_cli_ingest_reports_errors_and_exits_non_zero(
+    tmp_path: Path, bad_files: Path, seed_settings: Settings
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--data-dir", str(tmp_path / "d"), "ingest", str(bad_files)],
+                           env={"KLAUSA_MODELS_PATH": str(seed_settings.models_dir)})
+    assert result.exit_code == 1
+    assert "error: scanned.pdf: PDF has no text layer" in result.output
+    assert "good" in result.output
+
+
+def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), *args])
+    return result.exit_code, result.output
+
+
+def test_policies_lists_the_five_seeds(seed_settings: Settings) -> None:
+    code, output = run_cli(seed_settings, "policies", "--json")
+    assert code == 0
+    rows = {row["id"]: row for row in json.loads(output)}
+    assert set(rows) == {"webdeskers", "netmarks", "interindo", "lacimart", "jubelio"}
+    assert rows["lacimart"]["language"] == "id"
+    assert rows["jubelio"]["prevailing_language"] == "id"
+    assert all(row["sections"] > 0 and row["chunks"] > 0 for row in rows.values())
+
+
+@pytest.mark.parametrize(
+    ("policy", "label", "expected"),
+    [
+        ("webdeskers", "C.1.8", "creditworthiness analysis"),
+        ("interindo", "1.II", "Real or approximate location data"),
+        ("jubelio", "GOVERNING LAW", "laws of the Republic of Indonesia"),
+        ("netmarks", "Visitor information", "camera supervision"),
+    ],
+)
+def test_show_returns_the_clause(seed_settings: Settings, policy: str, label: str,
+                                 expected: str) -> None:
+    code, output = run_cli(seed_settings, "show", policy, label)
+    assert code == 0
+    assert f"§{label}" in output and expected in output
+
+
+def test_show_includes_sub_sections(seed_settings: Settings) -> None:
+    code, output = run_cli(seed_settings, "show", "webdeskers", "C.1", "--json")
+    labels = [s["label"] for s in json.loads(output)["sections"]]
+    assert code == 0 and labels == ["C.1", *[f"C.1.{n}" for n in range(1, 10)]]
+
+
+def test_show_unknown_label_exits_2_with_the_closest_labels(seed_settings: Settings) -> None:
+    code, output = run_cli(seed_settings, "show", "webdeskers", "C.1.88")
+    assert code == 2 and "C.1.8" in output
+    code, output = run_cli(seed_settings, "show", "jubelo", "GOVERNING LAW")
+    assert code == 2 and "jubelio" in output
