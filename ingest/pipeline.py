@@ -82,7 +82,10 @@ def discover(settings: Settings, paths: Sequence[Path]) -> tuple[list[Document],
     """The documents to ingest: the corpus manifest by default, else the given files/folders."""
     documents: list[Document] = []
     errors: list[str] = []
-    for target in paths or [settings.corpus_dir]:
+    default = [settings.corpus_dir]
+    if (settings.uploads_dir / MANIFEST).exists():
+        default.append(settings.uploads_dir)
+    for target in paths or default:
         if target.is_dir():
             infos = load_manifest(target)
             if infos:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         return self.data_dir / "catalog"
 
     @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
     def lexical_dir(self) -> Path:
         return self.data_dir / "lexical"
 

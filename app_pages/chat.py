@@ -1,0 +1,76 @@
+"""The chat: end users ask, Klausa answers with the cited clause."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages.common import (
+    LANGUAGE_CHOICES,
+    ask,
+    interface_language,
+    load_assistant,
+    render_answer,
+    state,
+)
+from klausa import Settings
+from klausa.embeddings import ModelLoadError
+from klausa.stores import IndexMissingError
+from klausa.ui import starters, ui
+
+
+def chat_page() -> None:
+    language = interface_language()
+    try:
+        with st.spinner(ui(language, "loading")):
+            assistant = load_assistant()
+            catalog = assistant.catalog
+    except IndexMissingError:
+        st.error(ui(language, "index_missing"))
+        return
+    except ModelLoadError as error:
+        st.error(str(error))
+        return
+    with st.sidebar:
+        options = ["", *catalog.policies]
+        default = Settings().default_policy
+        if "policy_choice" not in state:
+            state.policy_choice = default if default in catalog.policies else ""
+        st.selectbox(ui(language, "policy_picker"), options, key="policy_choice",
+                     format_func=lambda p: catalog.policies[p].info.title if p
+                     else ui(language, "all_policies"))
+        st.radio(ui(language, "language_picker"), list(LANGUAGE_CHOICES), key="language_choice",
+                 format_func=lambda c: ui(language, "language_auto") if c == "auto" else c,
+                 horizontal=True)
+        if st.button(ui(language, "new_conversation"), icon="➕"):
+            state.messages = []
+            state.detected_language = None
+            st.rerun()
+
+    st.title(ui(language, "title"))
+    st.caption(ui(language, "tagline"))
+    for message in state.messages:
+        with st.chat_message("user"):
+            st.text(message["question"])
+        with st.chat_message("assistant"):
+            render_answer(assistant, message)
+
+    pending = None
+    starter_box = st.empty()
+    if not state.messages:
+        with starter_box.container():
+            st.markdown(f"**{ui(language, 'starters_heading')}**")
+            columns = st.columns(2)
+            for number, question in enumerate(starters(language)):
+                if columns[number % 2].button(question, key=f"starter-{number}",
+                                              width="stretch"):
+                    pending = question
+    typed = st.chat_input(ui(language, "input_placeholder"),
+                          max_chars=Settings().max_question_chars)
+    question = typed or pending
+    if question:
+        starter_box.empty()
+        ask(assistant, question)
+
+
+
+chat_page()

@@ -1,0 +1,188 @@
+"""What the app's pages share: cached resources, session state, answer rendering."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from klausa import Answer, Assistant, QuestionError, Settings
+from klausa.compose import section_name
+from klausa.feedback import AnswerLog
+from klausa.types import Language
+from klausa.ui import (
+    PasswordGate,
+    escape_markdown,
+    highlight_html,
+    section_source,
+    stream_words,
+    ui,
+)
+
+log = logging.getLogger("klausa.app")
+LANGUAGE_CHOICES = {"auto": None, "English": "en", "Bahasa Indonesia": "id"}
+
+@st.cache_resource(show_spinner=False)
+def _assistant(data_dir: str) -> Assistant:
+    assistant = Assistant(Settings(data_dir=data_dir))
+    assistant.warm()
+    return assistant
+
+
+def load_assistant() -> Assistant:
+    """Model and index, once per server process and data dir (warmed before any question)."""
+    return _assistant(str(Settings().data_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _answer_log(path: str) -> AnswerLog:
+    return AnswerLog(Path(path))
+
+
+def answer_log() -> AnswerLog:
+    return _answer_log(str(Settings().feedback_db))
+
+
+@st.cache_resource(show_spinner=False)
+def password_gate() -> PasswordGate:
+    return PasswordGate()
+
+
+# --- state -------------------------------------------------------------------------------
+state = st.session_state
+
+
+def init_state() -> None:
+    state.setdefault("messages", [])
+    state.setdefault("session_id", uuid.uuid4().hex)
+    state.setdefault("detected_language", None)
+
+
+def interface_language() -> Language:
+    chosen = LANGUAGE_CHOICES.get(state.get("language_choice", "auto"))
+    return chosen or state.detected_language or Settings().default_language
+
+
+def admin_password() -> str | None:
+    configured = Settings().admin_password
+    if configured:
+        return configured.get_secret_value()
+    try:
+        return st.secrets.get("admin_password")
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return None
+
+
+# --- rendering an answer -----------------------------------------------------------------
+def answer_markdown(answer: Answer) -> str:
+    """The answer as safe markdown: the policy's words are escaped, quotes are blockquotes."""
+    lines = []
+    for line in answer.answer.splitlines():
+        if line.startswith("> "):
+            lines.append("> " + escape_markdown(line[2:]))
+        else:
+            lines.append(escape_markdown(line))
+    return "  \n".join(lines)
+
+
+def render_citations(assistant: Assistant, answer: Answer, language: Language) -> None:
+    for citation in answer.citations:
+        with st.container(border=True):
+            st.markdown(
+                f"**{escape_markdown(citation.policy_title)}** · "
+                f"**{escape_markdown(section_name(citation.label, citation.title))}**"
+            )
+            st.markdown(highlight_html(citation.text, citation.quote_start, citation.quote_end),
+                        unsafe_allow_html=True)
+            policy = assistant.catalog.policies.get(citation.policy)
+            if policy is not None:
+                with st.expander(ui(language, "show_section")):
+                    st.text(section_source(policy, citation.label))
+
+
+def save_feedback(message_id: str, answer_id: str) -> None:
+    rating = state.get(f"rating-{message_id}")
+    comment = state.get(f"comment-{message_id}")
+    answer_log().rate(answer_id, rating, comment)
+
+
+def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) -> None:
+    answer = Answer.model_validate(message["answer"])
+    language = answer.language
+    if answer.refused:
+        with st.container(border=True):
+            st.markdown(f"**{ui(language, 'not_covered_heading')}**")
+            st.warning(answer_markdown(answer), icon="🚫")
+    else:
+        text = answer_markdown(answer)
+        if stream:
+            st.write_stream(stream_words(text))
+        else:
+            st.markdown(text)
+        render_citations(assistant, answer, language)
+    message_id = message["id"]
+    st.feedback("thumbs", key=f"rating-{message_id}", on_change=save_feedback,
+                args=(message_id, message["answer_id"]))
+    with st.popover(ui(language, "feedback_comment")):
+        st.text_area(ui(language, "feedback_comment"), key=f"comment-{message_id}",
+                     max_chars=2000, label_visibility="collapsed")
+        if st.button(ui(language, "feedback_send"), key=f"send-{message_id}"):
+            save_feedback(message_id, message["answer_id"])
+            st.success(ui(language, "feedback_thanks"))
+
+
+def ask(assistant: Assistant, question: str) -> None:
+    policy = state.get("policy_choice") or None
+    language = LANGUAGE_CHOICES.get(state.get("language_choice", "auto"))
+    history = [Answer.model_validate(m["answer"]) for m in state.messages]
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        try:
+            with st.spinner(ui(interface_language(), "thinking")):
+                answer = assistant.ask(question, policy=policy, history=history,
+                                       language=language)
+        except QuestionError as error:
+            st.error(str(error))
+            return
+        except Exception:
+            log.exception("answering failed")
+            st.error(ui(interface_language(), "error"))
+            return
+        state.detected_language = answer.language
+        message = {"id": uuid.uuid4().hex, "question": question,
+                   "answer": answer.model_dump(mode="json"),
+                   "answer_id": answer_log().record(answer, state.session_id)}
+        state.messages.append(message)
+        render_answer(assistant, message, stream=True)
+
+
+
+
+def staff_signed_in(language: Language) -> bool:
+    """Show the sign-in form unless this session has signed in; True when signed in."""
+    expected = admin_password()
+    if not expected:
+        st.info(ui(language, "staff_pages_off"))
+        return False
+    if state.get("staff"):
+        return True
+    gate = password_gate()
+    with st.form("sign-in"):
+        given = st.text_input(ui(language, "password"), type="password")
+        submitted = st.form_submit_button(ui(language, "sign_in"))
+    if submitted:
+        if gate.locked_for():
+            st.error(ui(language, "locked_out", seconds=gate.locked_for()))
+        elif gate.check(given, expected):
+            state.staff = True
+            st.rerun()
+        else:
+            locked = gate.locked_for()
+            st.error(ui(language, "locked_out", seconds=locked) if locked
+                     else ui(language, "wrong_password"))
+    return False
+
+

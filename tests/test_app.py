@@ -1,0 +1,108 @@
+"""The Streamlit app through AppTest: real assistant, real index, real SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from klausa.settings import Settings
+from tests.conftest import REPO
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def app(seed_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app over the seed index, with its own feedback database and a staff password."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("catalog", "lexical", "chroma"):
+        (data_dir / name).symlink_to(seed_settings.data_dir / name)
+    monkeypatch.setenv("KLAUSA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("KLAUSA_MODELS_PATH", str(seed_settings.models_dir))
+    monkeypatch.setenv("KLAUSA_ADMIN_PASSWORD", PASSWORD)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_english_question_renders_the_cited_section(app: AppTest) -> None:
+    ask(app, "Does Jubelio sell my personal data?")
+    text = markdown_text(app)
+    assert "§DISCLOSURE OF PERSONAL DATA WE COLLECT" in text
+    assert '<mark class="klausa-quote">We will not sell or rent your Personal Data.</mark>' in text
+    assert "Try asking" not in text  # the starters are gone once the chat starts
+
+
+def test_indonesian_question_about_an_english_policy(app: AppTest) -> None:
+    app.selectbox(key="policy_choice").set_value("webdeskers").run()
+    ask(app, "Bisakah saya menolak cookies lewat pengaturan browser?")
+    text = markdown_text(app)
+    assert "Menurut Webdeskers Privacy Policy §D\\.3" in text
+    assert "Kutipan dari teks bahasa Inggris" in text
+    # The interface follows the asker's language from now on.
+    app.run()
+    assert app.chat_input[0].placeholder.startswith("Ajukan pertanyaan")
+
+
+def test_refusal_renders_as_a_refusal(app: AppTest) -> None:
+    app.selectbox(key="policy_choice").set_value("webdeskers").run()
+    ask(app, "How many days do I have to return an item for a refund?")
+    assert len(app.warning) == 1
+    assert "does not say anything about this" in app.warning[0].value
+    assert "klausa-quote" not in markdown_text(app)  # no citation cards
+
+
+def test_feedback_lands_in_sqlite(app: AppTest) -> None:
+    ask(app, "How long does Interindo keep my data?")
+    app.get("feedback")[0].set_value(1).run()
+    rows = sqlite3.connect(Settings().feedback_db).execute(
+        "SELECT question, rating, citations, language FROM answers").fetchall()
+    assert rows == [("How long does Interindo keep my data?", 1,
+                     '["Interindo Privacy Policy §6"]', "en")]
+    # Feedback stays visible on rerun.
+    app.run()
+    assert app.get("feedback")[0].value == 1
+
+
+def test_starter_question_and_new_conversation(app: AppTest) -> None:
+    app.button(key="starter-0").click().run()
+    assert "§" in markdown_text(app)
+    app.sidebar.button[0].click().run()
+    assert "Try asking" in markdown_text(app)
+
+
+def test_support_page_refuses_a_wrong_password(app: AppTest) -> None:
+    app.switch_page("app_pages/support.py").run()
+    # Inside a form the typed value is sent with the submit click, as in a browser.
+    app.text_input[0].input("wrong")
+    app.button[0].click().run()
+    assert any("Wrong password" in e.value for e in app.error)
+    assert not app.dataframe
+    app.text_input[0].input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.error
+    assert app.dataframe  # the recent answers table
+
+
+def test_staff_pages_are_off_without_a_password(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KLAUSA_ADMIN_PASSWORD")
+    app.switch_page("app_pages/library.py").run()
+    assert "KLAUSA_ADMIN_PASSWORD" in app.info[0].value
+    assert not app.text_input
