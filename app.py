@@ -12,9 +12,13 @@ from klausa.ui import ui
 st.set_page_config(page_title="Klausa", page_icon="§", layout="centered")
 init_state()
 language = interface_language()
+PAGES = [  # (file, interface-text key, icon)
+    ("app_pages/chat.py", "chat_page", ":material/chat:"),
+    ("app_pages/support.py", "support_page", ":material/support_agent:"),
+    ("app_pages/library.py", "library_page", ":material/library_books:"),
+]
 page = st.navigation([
-    st.Page("app_pages/chat.py", title=ui(language, "chat_page"), icon="💬", default=True),
-    st.Page("app_pages/support.py", title=ui(language, "support_page"), icon="🛟"),
-    st.Page("app_pages/library.py", title=ui(language, "library_page"), icon="📚"),
+    st.Page(path, title=ui(language, key), icon=icon, default=number == 0)
+    for number, (path, key, icon) in enumerate(PAGES)
 ])
 page.run()

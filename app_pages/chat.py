@@ -41,7 +41,7 @@ def chat_page() -> None:
         st.radio(ui(language, "language_picker"), list(LANGUAGE_CHOICES), key="language_choice",
                  format_func=lambda c: ui(language, "language_auto") if c == "auto" else c,
                  horizontal=True)
-        if st.button(ui(language, "new_conversation"), icon="➕"):
+        if st.button(ui(language, "new_conversation"), icon=":material/add_comment:"):
             state.messages = []
             state.detected_language = None
             st.rerun()

@@ -114,7 +114,7 @@ def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) 
     if answer.refused:
         with st.container(border=True):
             st.markdown(f"**{ui(language, 'not_covered_heading')}**")
-            st.warning(answer_markdown(answer), icon="🚫")
+            st.warning(answer_markdown(answer), icon=":material/block:")
     else:
         text = answer_markdown(answer)
         if stream:

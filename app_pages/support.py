@@ -46,12 +46,12 @@ def support_page() -> None:
     chosen = st.selectbox("Question", rows, format_func=lambda r: f"{r.asked_at} · {r.question}")
     answer = store.answer(chosen.id)
     st.markdown(answer_markdown(answer))
-    cited = {(c.policy, c.label) for c in answer.citations}
+    cited = {c.chunk_id for c in answer.citations}
     st.dataframe(
         [{"rank": h.rank, "policy": h.chunk.policy, "§": h.chunk.label,
           "dense": round(h.dense, 4) if h.dense is not None else None,
           "lexical": round(h.lexical, 3) if h.lexical is not None else None,
-          "fused": round(h.score, 4), "cited": (h.chunk.policy, h.chunk.label) in cited,
+          "fused": round(h.score, 4), "cited": h.chunk.id in cited,
           "clause": h.chunk.text[:160]} for h in answer.hits],
         width="stretch", hide_index=True,
     )

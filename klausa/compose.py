@@ -52,6 +52,7 @@ def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Langua
         chunk.text, chunk.language, terms_in(chunk.language, question_terms, language)
     )
     return Citation(
+        chunk_id=chunk.id,
         policy=chunk.policy,
         policy_title=info.title,
         label=chunk.label,

@@ -14,6 +14,8 @@ from klausa.text import analyse
 from klausa.types import Chunk
 
 log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG; its chatter is not ours to print.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def chunk_terms(chunk: Chunk) -> list[str]:

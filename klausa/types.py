@@ -105,6 +105,7 @@ class Hit(BaseModel):
 
 
 class Citation(BaseModel):
+    chunk_id: str
     policy: str
     policy_title: str
     label: str

@@ -1,0 +1,131 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright, `streamlit run`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from klausa.settings import Settings
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "browser-test-password"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(seed_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`streamlit run app.py` on 127.0.0.1 over the seed index; stopped by its PID."""
+    data_dir = tmp_path_factory.mktemp("browser-data")
+    for name in ("catalog", "lexical", "chroma"):
+        (data_dir / name).symlink_to(seed_settings.data_dir / name)
+    port = free_port()
+    env = {**os.environ, "KLAUSA_DATA_DIR": str(data_dir),
+           "KLAUSA_MODELS_PATH": str(seed_settings.models_dir),
+           "KLAUSA_ADMIN_PASSWORD": PASSWORD}
+    log_path = data_dir / "streamlit.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield {"url": url, "db": data_dir / "feedback.sqlite3", "pid": process.pid}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install "
+                    "chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def test_indonesian_question_about_an_english_policy_end_to_end(
+    server: dict, browser, artifacts: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server["url"])
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.wait_for(timeout=120_000)
+    page.screenshot(path=str(artifacts / "01-empty-chat.png"), full_page=True)
+
+    started = time.monotonic()
+    box.fill("Apakah Jubelio menjual data pribadi saya?")
+    box.press("Enter")
+    quote = page.locator("mark.klausa-quote").first
+    quote.wait_for(timeout=60_000)
+    first_answer_seconds = time.monotonic() - started
+    (artifacts / "first-answer-seconds.txt").write_text(f"{first_answer_seconds:.2f}\n")
+    assert quote.inner_text() == "We will not sell or rent your Personal Data."
+    assert page.get_by_text("§DISCLOSURE OF PERSONAL DATA WE COLLECT").first.is_visible()
+    assert page.get_by_text("Kutipan dari teks bahasa Inggris").first.is_visible()
+    page.screenshot(path=str(artifacts / "02-answer.png"), full_page=True)
+
+    # Thumbs up → a row in SQLite.
+    page.get_by_test_id("stFeedback").locator("button").first.click()
+    deadline = time.monotonic() + 20
+    rows: list = []
+    while time.monotonic() < deadline and not rows:
+        if server["db"].exists():
+            rows = sqlite3.connect(server["db"]).execute(
+                "SELECT question, rating FROM answers WHERE rating IS NOT NULL").fetchall()
+        time.sleep(0.3)
+    assert rows == [("Apakah Jubelio menjual data pribadi saya?", 1)]
+    page.screenshot(path=str(artifacts / "03-feedback.png"), full_page=True)
+
+    # The support desk, with the password.
+    page.goto(f"{server['url']}/support")
+    password = page.get_by_label("Staff password").or_(page.get_by_label("Kata sandi staf"))
+    password.first.fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").or_(page.get_by_role("button", name="Masuk")) \
+        .first.click()
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(artifacts / "04-support-desk.png"), full_page=True)
+    page.close()
