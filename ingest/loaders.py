@@ -17,9 +17,30 @@ class DocumentError(ValueError):
     """A document that cannot be ingested; the message names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{Path(path).name}: {reason}")
+        super().__init__(f"{display_name(path)}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+def display_name(path: Path | str) -> str:
+    """A file's name for a one-line message: control characters (a newline in a name could
+    forge a second message line) are shown escaped."""
+    return re.sub(
+        r"[\x00-\x1f\x7f-\x9f\u2028\u2029]",
+        lambda m: m.group().encode("unicode_escape").decode("ascii"),
+        Path(path).name,
+    )
+
+
+def size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def check_size(path: Path | str, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise DocumentError(
+            path, f"too large ({size_text(size)}; the limit is {MAX_FILE_BYTES // 2**20} MB)"
+        )
 
 
 def normalise_text(text: str) -> str:
@@ -46,14 +67,23 @@ class _HTMLText(HTMLParser):
         "p div section article br tr table ul ol header footer main nav blockquote dd dt".split()
     )
     # Code and chrome are dropped; only text a reader sees is kept.
-    DROP = frozenset("script style noscript template head svg iframe object".split())
+    DROP = frozenset("script style noscript template svg iframe object title".split())
+    # What may stand in <head>; anything else starts the body, as in a browser (the
+    # </head> and <body> tags are optional, and a missing </head> must not hide the page).
+    HEAD_CONTENT = frozenset("title meta link style script base noscript template".split())
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.dropping = 0
+        self.in_head = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "head":
+            self.in_head = True
+            return
+        if self.in_head and tag not in self.HEAD_CONTENT:
+            self.in_head = False
         if tag in self.DROP:
             self.dropping += 1
         elif re.fullmatch(r"h[1-6]", tag):
@@ -64,13 +94,19 @@ class _HTMLText(HTMLParser):
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self.DROP:
+        if tag == "head":
+            self.in_head = False
+        elif tag in self.DROP:
             self.dropping = max(0, self.dropping - 1)
         elif re.fullmatch(r"h[1-6]", tag) or tag in self.BLOCK:
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
-        if not self.dropping:
+        if self.dropping:
+            return
+        if self.in_head and data.strip():
+            self.in_head = False  # text cannot stand in <head>: the body has begun
+        if not self.in_head:
             self.parts.append(re.sub(r"\s+", " ", data))
 
     def text(self) -> str:
@@ -87,12 +123,13 @@ def html_to_text(html: str) -> str:
 
 def pdf_to_text(path: Path) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as error:
+    except Exception as error:
+        # A malformed PDF can break pypdf anywhere (LimitReachedError, IndexError,
+        # RecursionError…): one line naming the file, never a traceback.
         raise DocumentError(path, f"unreadable PDF ({error.__class__.__name__})") from None
     text = "\n\n".join(pages)
     if not text.strip():
@@ -113,10 +150,7 @@ def load_text(path: Path) -> str:
         size = path.stat().st_size
     except OSError as error:
         raise DocumentError(path, f"cannot read ({error.strerror})") from None
-    if size > MAX_FILE_BYTES:
-        raise DocumentError(
-            path, f"too large ({size / 1e6:.1f} MB; limit {MAX_FILE_BYTES / 1e6:.0f} MB)"
-        )
+    check_size(path, size)
     if suffix == ".pdf":
         text = pdf_to_text(path)
     else:

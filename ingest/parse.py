@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from klausa.types import Section
 
@@ -55,6 +56,9 @@ FUNCTION_WORDS = {
 }
 ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 HEADING_MAX_WORDS = 12
+#: Items nest no deeper than this (real policies use four or five levels); a deeper item is
+#: a sibling at this depth, so a hostile staircase of indents cannot exhaust the recursion.
+MAX_DEPTH = 12
 NUMBERED_TITLE = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*|[A-Z])[.)]?\s+(\S.*)$")
 
 
@@ -74,17 +78,22 @@ class Line:
     start: int  # offset of the first character of the line
     raw: str
 
-    @property
+    @cached_property
     def stripped(self) -> str:
         return self.raw.strip()
 
-    @property
+    @cached_property
     def indent(self) -> int:
         return len(self.raw) - len(self.raw.lstrip())
 
     @property
     def is_blank(self) -> bool:
         return not self.raw.strip()
+
+    def suffix_start(self, suffix: str) -> int:
+        """Source offset of ``suffix``, the end of the stripped line (a marker's or bullet's
+        text). Searching for it instead would find an earlier copy in "- XWe ab We ab"."""
+        return self.start + self.indent + len(self.stripped) - len(suffix)
 
 
 @dataclass
@@ -149,6 +158,8 @@ class _Parser:
         self.toc: dict[str, str] = {}
         self.last_marker: dict[tuple[str, int], str] = {}
         self.labels: set[str] = set()
+        #: label → the next "(n)" to try, so a thousand "1." items do not rescan 2, 3, ….
+        self.next_suffix: dict[str, int] = {}
 
     # --- classification -------------------------------------------------------------
     def marker_of(self, line: Line) -> tuple[str, str, str] | None:
@@ -219,44 +230,44 @@ class _Parser:
 
     # --- table of contents ----------------------------------------------------------
     def find_toc(self) -> set[int]:
-        """Indices of lines forming a contents list: ≥3 top-level markers with no body."""
-        candidates = [
-            i
-            for i, line in enumerate(self.lines)
-            if line.indent == 0 and (m := self.marker_of(line)) and is_heading_text(m[2])
-        ]
+        """Indices of lines forming a contents list: ≥3 top-level markers with no body.
+
+        Linear in the number of lines: a long file of short numbered lines must not take
+        hours (each line's marker is read once; "repeated later" is a last-occurrence map)."""
+        markers: dict[int, tuple[str, str, str]] = {}
+        for i, line in enumerate(self.lines):
+            if line.indent == 0 and (m := self.marker_of(line)) and is_heading_text(m[2]):
+                markers[i] = m
         runs: list[list[int]] = []
-        for i in candidates:
-            marker = self.marker_of(self.lines[i])
+        in_run: set[tuple[str, str, str]] = set()
+        for i, marker in markers.items():
             adjacent = runs and self.neighbour(runs[-1][-1], +1) is self.lines[i]
-            if adjacent and marker not in [self.marker_of(self.lines[j]) for j in runs[-1]]:
+            if adjacent and marker not in in_run:
                 runs[-1].append(i)
             else:
                 runs.append([i])
+                in_run = set()
+            in_run.add(marker)
+        last_at = {(m[1], normalise_title(m[2])): i for i, m in markers.items()}
         toc_lines: set[int] = set()
         for run in runs:
             if len(run) < 3:
                 continue
-            markers = [self.marker_of(self.lines[i]) for i in run]
-            later = {
-                (m[1], normalise_title(m[2]))
-                for j in candidates
-                if j > run[-1] and (m := self.marker_of(self.lines[j]))
-            }
-            repeated = sum((m[1], normalise_title(m[2])) in later for m in markers if m)
+            keys = [(markers[i][1], normalise_title(markers[i][2])) for i in run]
+            repeated = sum(last_at[key] > run[-1] for key in keys)
             if repeated >= len(run) // 2:
                 toc_lines.update(run)
-                for m in markers:
-                    if m:
-                        self.toc[normalise_title(m[2])] = m[1]
+                for marker, title in keys:
+                    self.toc[title] = marker
         return toc_lines
 
     # --- tree building --------------------------------------------------------------
     def unique_label(self, label: str) -> str:
-        candidate, n = label, 2
+        candidate, n = label, self.next_suffix.get(label, 2)
         while candidate in self.labels:
             candidate = f"{label} ({n})"
             n += 1
+        self.next_suffix[label] = n
         self.labels.add(candidate)
         return candidate
 
@@ -291,7 +302,7 @@ class _Parser:
         for other in [k for k in self.last_marker if k[1] > line.indent]:
             del self.last_marker[other]
         self.last_marker[key] = marker
-        text_start = line.start + line.raw.index(text, line.indent)
+        text_start = line.suffix_start(text)
         heading = line.indent == 0 and is_heading_text(text)
         if heading and style != "decimal":
             self.open_node(Node(marker, text.strip(), "heading", 0, line.start, key), self.root)
@@ -304,6 +315,8 @@ class _Parser:
         else:
             while parent.kind == "runin":
                 parent = parent.parent or self.root
+        while parent.level >= MAX_DEPTH:
+            parent = parent.parent or self.root
         if style == "decimal":
             label = marker
             parent = self.root if heading else parent
@@ -323,13 +336,13 @@ class _Parser:
         bullet = BULLET.match(stripped)
         if bullet:
             text = bullet.group("text")
-            start = line.start + line.raw.index(text, line.indent)
+            start = line.suffix_start(text)
             run_in = RUN_IN.match(text)
             owner = self.current_owner(line, is_bullet=True)
             if run_in and self.is_run_in_heading(run_in.group("head")):
                 head = run_in.group("head").strip()
                 node = self.open_node(Node(head, head, "runin", 0, line.start), owner)
-                rest_start = line.start + line.raw.index(run_in.group("rest"), line.indent)
+                rest_start = line.suffix_start(run_in.group("rest"))
                 node.spans.append((rest_start, end, "para"))
                 return
             owner.spans.append((start, end, "bullet"))

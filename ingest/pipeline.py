@@ -6,7 +6,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 import re
+import shutil
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from klausa.catalog import MANIFEST, Catalog, load_manifest
 from klausa.embeddings import Embedder, load_embedder
 from klausa.lexical import LexicalIndex
 from klausa.settings import Settings
-from klausa.stores import open_store
+from klausa.stores import copy_server_collection, drop_server_collection, open_store
 from klausa.text import detect_language
 from klausa.types import Chunk, ParsedPolicy, PolicyInfo
 
@@ -164,81 +168,139 @@ def ingest(
     embedder: Embedder | None = None,
     progress: bool = False,
 ) -> IngestReport:
-    """Bring the index in step with the documents.
+    """Bring the index in step with the documents, atomically.
 
-    ``prune`` (default: when ingesting the whole corpus) removes policies that are no longer
-    in it, so a deleted policy leaves nothing behind.
+    The work is done on a copy of the current index generation; only when it has succeeded
+    does ``index/CURRENT`` switch to it, in one rename. A failure or a killed process leaves
+    the previous generation answering exactly as before. ``prune`` (default: when ingesting
+    the whole corpus) removes policies that are no longer in it.
     """
-    prune = not paths if prune is None else prune
-    report = IngestReport()
     with ingest_lock(settings):
-        documents, report.errors = discover(settings, paths)
-        parsed: list[ParsedPolicy] = []
-        for document in documents:
-            try:
-                parsed.append(parse_document(document))
-            except DocumentError as error:
-                report.errors.append(str(error))
-        store = open_store(settings, embedder or load_embedder(settings))
-        stored = store.digests()
-        catalog = Catalog.load(settings.catalog_dir)
-
-        keep = {p.info.id for p in parsed}
-        failed = {d.info.id for d in documents} - keep
-        gone = set(catalog.policies) | {policy for policy, _ in stored.values()}
-        gone = gone - keep - failed if prune else set()
-
-        to_embed: list[tuple[Chunk, str, str]] = []
-        to_delete: list[str] = []
-        for policy in parsed:
-            entry = PolicyReport(
-                policy.info.id, sections=len(policy.sections), chunks=len(policy.chunks)
-            )
-            new_ids = set()
-            for chunk in policy.chunks:
-                text = embedding_text(chunk)
-                digest = hashlib.sha1(text.encode()).hexdigest()
-                new_ids.add(chunk.id)
-                previous = stored.get(chunk.id)
-                if previous is None:
-                    entry.added += 1
-                elif previous[1] != digest:
-                    entry.updated += 1
-                else:
-                    entry.unchanged += 1
-                    continue
-                to_embed.append((chunk, text, digest))
-            stale = [i for i, (p, _) in stored.items() if p == policy.info.id and i not in new_ids]
-            entry.removed = len(stale)
-            to_delete += stale
-            report.policies.append(entry)
-        for policy_id in sorted(gone):
-            stale = [i for i, (p, _) in stored.items() if p == policy_id]
-            to_delete += stale
-            report.policies.append(PolicyReport(policy_id, removed=len(stale)))
-
-        bar = tqdm(total=len(to_embed), desc="embedding", unit="chunk", disable=not progress)
-        for start in range(0, len(to_embed), EMBED_BATCH):
-            batch = to_embed[start : start + EMBED_BATCH]
-            store.upsert(
-                [c.id for c, _, _ in batch],
-                [t for _, t, _ in batch],
-                [chunk_metadata(c, d) for c, _, d in batch],
-            )
-            bar.update(len(batch))
-        bar.close()
-        store.delete(to_delete)
-
-        for policy in parsed:
-            Catalog.write(settings.catalog_dir, policy)
-        for policy_id in gone:
-            Catalog.remove(settings.catalog_dir, policy_id)
-        all_chunks = [
-            c for p in Catalog.load(settings.catalog_dir).policies.values() for c in p.chunks
-        ]
-        LexicalIndex.build(all_chunks).save(settings.lexical_dir)
+        previous = settings.current_generation()
+        target = settings.model_copy(update={"generation": new_generation_name()})
+        remove_stale_generations(settings, keep={previous})
+        prepare_generation(settings, previous, target)
+        try:
+            report = _ingest_into(target, paths, prune, embedder, progress)
+        except BaseException:
+            if settings.chroma_url:
+                drop_server_collection(target)
+            shutil.rmtree(target.generation_dir, ignore_errors=True)
+            raise
+        switch_generation(settings, target.generation or "", previous)
     for error in report.errors:
         log.warning("not ingested: %s", error)
+    return report
+
+
+def new_generation_name() -> str:
+    return f"g-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def prepare_generation(settings: Settings, previous: str | None, target: Settings) -> None:
+    """Start the new generation as a copy of the current one (vectors, catalog, BM25)."""
+    destination = target.generation_dir
+    if previous and (settings.index_dir / previous).is_dir():
+        shutil.copytree(settings.index_dir / previous, destination)
+        if settings.chroma_url:
+            copy_server_collection(settings.model_copy(update={"generation": previous}), target)
+    else:
+        destination.mkdir(parents=True)
+
+
+def switch_generation(settings: Settings, generation: str, previous: str | None) -> None:
+    pointer = settings.index_dir / "CURRENT"
+    temporary = pointer.with_suffix(".tmp")
+    temporary.write_text(generation, "utf-8")
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, pointer)
+    # Readers still answering from the previous generation keep it until the next ingest.
+    remove_stale_generations(settings, keep={generation, previous})
+
+
+def remove_stale_generations(settings: Settings, keep: set[str | None]) -> None:
+    """Delete generations nobody reads: left by failed or killed ingests, or superseded."""
+    current = settings.current_generation()
+    for path in settings.index_dir.glob("g-*"):
+        if path.is_dir() and path.name not in keep and path.name != current:
+            if settings.chroma_url:
+                drop_server_collection(settings.model_copy(update={"generation": path.name}))
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _ingest_into(
+    settings: Settings,
+    paths: Sequence[Path],
+    prune: bool | None,
+    embedder: Embedder | None,
+    progress: bool,
+) -> IngestReport:
+    prune = not paths if prune is None else prune
+    report = IngestReport()
+    documents, report.errors = discover(settings, paths)
+    parsed: list[ParsedPolicy] = []
+    for document in documents:
+        try:
+            parsed.append(parse_document(document))
+        except DocumentError as error:
+            report.errors.append(str(error))
+    store = open_store(settings, embedder or load_embedder(settings))
+    stored = store.digests()
+    catalog = Catalog.load(settings.catalog_dir)
+
+    keep = {p.info.id for p in parsed}
+    failed = {d.info.id for d in documents} - keep
+    gone = set(catalog.policies) | {policy for policy, _ in stored.values()}
+    gone = gone - keep - failed if prune else set()
+
+    to_embed: list[tuple[Chunk, str, str]] = []
+    to_delete: list[str] = []
+    for policy in parsed:
+        entry = PolicyReport(policy.info.id, sections=len(policy.sections),
+                             chunks=len(policy.chunks))
+        new_ids = set()
+        for chunk in policy.chunks:
+            text = embedding_text(chunk)
+            digest = hashlib.sha1(text.encode()).hexdigest()
+            new_ids.add(chunk.id)
+            previous = stored.get(chunk.id)
+            if previous is None:
+                entry.added += 1
+            elif previous[1] != digest:
+                entry.updated += 1
+            else:
+                entry.unchanged += 1
+                continue
+            to_embed.append((chunk, text, digest))
+        stale = [i for i, (p, _) in stored.items() if p == policy.info.id and i not in new_ids]
+        entry.removed = len(stale)
+        to_delete += stale
+        report.policies.append(entry)
+    for policy_id in sorted(gone):
+        stale = [i for i, (p, _) in stored.items() if p == policy_id]
+        to_delete += stale
+        report.policies.append(PolicyReport(policy_id, removed=len(stale)))
+
+    bar = tqdm(total=len(to_embed), desc="embedding", unit="chunk", disable=not progress)
+    for start in range(0, len(to_embed), EMBED_BATCH):
+        batch = to_embed[start : start + EMBED_BATCH]
+        store.upsert(
+            [c.id for c, _, _ in batch],
+            [t for _, t, _ in batch],
+            [chunk_metadata(c, d) for c, _, d in batch],
+        )
+        bar.update(len(batch))
+    bar.close()
+    store.delete(to_delete)
+
+    for policy in parsed:
+        Catalog.write(settings.catalog_dir, policy)
+    for policy_id in gone:
+        Catalog.remove(settings.catalog_dir, policy_id)
+    all_chunks = [c for p in Catalog.load(settings.catalog_dir).policies.values()
+                  for c in p.chunks]
+    LexicalIndex.build(all_chunks).save(settings.lexical_dir)
     return report
 
 

@@ -7,7 +7,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
+from pydantic import ValidationError
+
+from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, check_size, display_name, load_text
 from klausa.catalog import MANIFEST, load_manifest
 from klausa.settings import Settings
 from klausa.types import Language, PolicyInfo
@@ -22,10 +24,15 @@ class UploadError(ValueError):
 
 
 def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    """A TOML basic string. A line break becomes a space; other control characters, which
+    TOML forbids raw (a title pasted with a \\r or an escape code), are written as escapes."""
+    value = re.sub(r"\r\n|[\r\n]", " ", value.replace("\\", "\\\\").replace('"', '\\"'))
+    return '"' + re.sub(
+        r"[\x00-\x08\x0a-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", value
+    ) + '"'
 
 
-def write_manifest(directory: Path, infos: list[PolicyInfo]) -> None:
+def manifest_text(infos: list[PolicyInfo]) -> str:
     lines = ["# Policies added through the app's library page.", ""]
     for info in infos:
         lines.append("[[policy]]")
@@ -35,9 +42,14 @@ def write_manifest(directory: Path, infos: list[PolicyInfo]) -> None:
             else:
                 lines.append(f"{key} = {_toml_string(str(value))}")
         lines.append("")
+    text = "\n".join(lines)
+    tomllib.loads(text)  # never leave a manifest we cannot read
+    return text
+
+
+def write_manifest(directory: Path, infos: list[PolicyInfo], text: str | None = None) -> None:
     temporary = directory / (MANIFEST + ".tmp")
-    temporary.write_text("\n".join(lines), "utf-8")
-    tomllib.loads(temporary.read_text("utf-8"))  # never leave a manifest we cannot read
+    temporary.write_text(manifest_text(infos) if text is None else text, "utf-8")
     temporary.replace(directory / MANIFEST)
 
 
@@ -48,37 +60,55 @@ def known_policy_ids(settings: Settings) -> set[str]:
 def add_upload(settings: Settings, file_name: str, data: bytes, *, policy_id: str, title: str,
                language: Language, replace: bool = False) -> Path:
     """Save an uploaded file as a policy; ingest it afterwards. The file name from the
-    browser is only used for its extension: nothing is written outside the uploads folder."""
+    browser is only used for its extension: nothing is written outside the uploads folder,
+    and a refused file leaves nothing behind."""
+    shown = display_name(file_name.replace("\\", "/"))
     policy_id = policy_id.strip().lower()
-    if not POLICY_ID.match(policy_id):
-        raise UploadError(f"{file_name}: policy id must be lowercase letters, digits, . _ -")
+    if not POLICY_ID.fullmatch(policy_id):
+        raise UploadError(f"{shown}: policy id must be 1-64 lowercase letters, digits, . _ - "
+                          f"(starting with a letter or digit), not {policy_id!r}")
     suffix = Path(file_name.replace("\\", "/")).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise UploadError(f"{file_name}: unsupported file type; use "
+        raise UploadError(f"{shown}: unsupported file type; use "
                           f"{', '.join(SUPPORTED_SUFFIXES)}")
+    try:
+        check_size(shown, len(data))
+    except DocumentError as error:
+        raise UploadError(str(error)) from None
     uploads = settings.uploads_dir
     corpus_ids = {i.id for i in load_manifest(settings.corpus_dir)}
     if policy_id in corpus_ids:
-        raise UploadError(f"{file_name}: {policy_id!r} is a corpus policy; choose another id")
+        raise UploadError(f"{shown}: {policy_id!r} is a corpus policy; choose another id")
     infos = load_manifest(uploads)
     if any(i.id == policy_id for i in infos) and not replace:
-        raise UploadError(f"{file_name}: a policy {policy_id!r} exists; tick 'replace' to "
+        raise UploadError(f"{shown}: a policy {policy_id!r} exists; tick 'replace' to "
                           "replace it")
-    uploads.mkdir(parents=True, exist_ok=True)
     target = uploads / f"{policy_id}{suffix}"
-    staging = uploads / f".{policy_id}{suffix}.part"
-    staging.write_bytes(data)
     try:
-        load_text(staging.with_name(staging.name))  # fails early with the reason
-    except DocumentError as error:
+        info = PolicyInfo(id=policy_id, title=title.strip() or policy_id,
+                          company=title.strip() or policy_id, language=language,
+                          source=target.name)
+    except ValidationError:
+        raise UploadError(f"{shown}: language must be one of en, id") from None
+    kept = [i for i in infos if i.id != policy_id]
+    manifest = manifest_text([*kept, info])
+    uploads.mkdir(parents=True, exist_ok=True)
+    # Keep the real extension last: the loader reads the file by it.
+    staging = uploads / f".{policy_id}.part{suffix}"
+    try:
+        staging.write_bytes(data)
+        try:
+            load_text(staging)  # fails early with the reason
+        except DocumentError as error:
+            raise UploadError(f"{shown}: {error.reason}") from None
+        staging.replace(target)
+    finally:
         staging.unlink(missing_ok=True)
-        raise UploadError(f"{file_name}: {error.reason}") from None
-    for old in uploads.glob(f"{policy_id}.*"):
-        old.unlink()
-    staging.replace(target)
-    info = PolicyInfo(id=policy_id, title=title.strip() or policy_id, company=title.strip()
-                      or policy_id, language=language, source=target.name)
-    write_manifest(uploads, [i for i in infos if i.id != policy_id] + [info])
+    # Only this policy's previous file goes ("a.*" would also match policy "a.b"'s file).
+    for old in infos:
+        if old.id == policy_id and old.source != target.name:
+            (uploads / old.source).unlink(missing_ok=True)
+    write_manifest(uploads, [*kept, info], manifest)
     return target
 
 

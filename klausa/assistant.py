@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 from klausa.catalog import Catalog
@@ -16,7 +17,7 @@ from klausa.lexical import LexicalIndex, chunk_terms
 from klausa.prompts import phrase
 from klausa.retrieve import Query, Retriever
 from klausa.settings import Settings
-from klausa.stores import IndexMissingError, VectorStore, open_store
+from klausa.stores import IndexMissingError, open_store
 from klausa.text import analyse, default_lexicon, detect_language, normalise, words
 from klausa.types import Answer, Hit, Language, Turn
 
@@ -34,6 +35,36 @@ NEAREST_ON_REFUSAL = 3
 #: best clause's fused score (and when its own support passes the refusal threshold).
 ALSO_CITE_FLOOR = 0.45
 MAX_POLICIES_CITED = 5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One index generation, loaded: everything a question reads."""
+
+    generation: str
+    catalog: Catalog
+    retriever: Retriever
+    mentions: list[tuple[str, re.Pattern[str]]]
+
+
+def mention_patterns(catalog: Catalog) -> list[tuple[str, re.Pattern[str]]]:
+    """Per policy, a pattern of the names users type for it (id, aliases, one-word company)."""
+    patterns = []
+    for policy_id, policy in catalog.policies.items():
+        info = policy.info
+        names = {policy_id, *info.aliases}
+        if len(info.company.split()) == 1:
+            names.add(info.company)
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        patterns.append((policy_id, re.compile(rf"\b({alternatives})\b", re.I)))
+    return patterns
+
+
+def strip_names(text: str, mentions: list[tuple[str, re.Pattern[str]]]) -> str:
+    """The question without company names: the topic, not the name, should rank clauses."""
+    for _, pattern in mentions:
+        text = pattern.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 class QuestionError(ValueError):
@@ -62,71 +93,66 @@ class Assistant:
         self._embedder = embedder
         self.mode = retriever or self.settings.retriever
         self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
 
-    # --- lazily loaded parts -----------------------------------------------------------
-    @cached_property
-    def catalog(self) -> Catalog:
-        catalog = Catalog.load(self.settings.catalog_dir)
-        if not catalog.policies:
-            raise IndexMissingError(
-                f"no policies indexed in {self.settings.data_dir}; run `klausa ingest` first"
-            )
-        return catalog
-
+    # --- what answers read, loaded lazily ---------------------------------------------
     @cached_property
     def embedder(self) -> Embedder:
         return self._embedder or load_embedder(self.settings)
 
-    @cached_property
-    def store(self) -> VectorStore:
-        return open_store(self.settings, self.embedder, create=False)
+    def snapshot(self) -> Snapshot:
+        """The index generation that is current now. A question uses one snapshot from start
+        to end, so an ingest switching generations mid-question never mixes two indexes."""
+        generation = self.settings.current_generation()
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.generation != generation:
+            with self._lock:
+                snapshot = self._snapshot
+                if snapshot is None or snapshot.generation != generation:
+                    snapshot = self._load(generation)
+                    self._snapshot = snapshot
+        return snapshot
 
-    @cached_property
-    def retriever(self) -> Retriever:
-        lexical_dir = self.settings.lexical_dir
-        if not (lexical_dir / "chunks.json").exists():
-            raise IndexMissingError(f"no lexical index in {lexical_dir}; run `klausa ingest`")
+    def _load(self, generation: str | None) -> Snapshot:
+        if generation is None:
+            raise IndexMissingError(
+                f"no index in {self.settings.data_dir}; run `klausa ingest` first"
+            )
+        settings = self.settings.model_copy(update={"generation": generation})
+        catalog = Catalog.load(settings.catalog_dir)
+        if not catalog.policies or not (settings.lexical_dir / "chunks.json").exists():
+            raise IndexMissingError(
+                f"no policies indexed in {settings.data_dir}; run `klausa ingest` first"
+            )
         dense = self.mode != "bm25"
-        return Retriever(
-            self.catalog,
-            LexicalIndex.load(lexical_dir),
-            self.store if dense else None,
+        retriever = Retriever(
+            catalog,
+            LexicalIndex.load(settings.lexical_dir),
+            open_store(settings, self.embedder, create=False) if dense else None,
             self.embedder if dense else None,
             mode=self.mode,
             dense_weight=self.settings.dense_weight,
             candidates=self.settings.candidates,
         )
+        log.info("answering from index generation %s", generation)
+        return Snapshot(generation, catalog, retriever, mention_patterns(catalog))
 
-    @cached_property
-    def _mentions(self) -> list[tuple[str, re.Pattern[str]]]:
-        patterns = []
-        for policy_id, policy in self.catalog.policies.items():
-            info = policy.info
-            names = {policy_id, *info.aliases}
-            if len(info.company.split()) == 1:
-                names.add(info.company)
-            alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-            patterns.append((policy_id, re.compile(rf"\b({alternatives})\b", re.I)))
-        return patterns
+    @property
+    def catalog(self) -> Catalog:
+        return self.snapshot().catalog
 
     def warm(self) -> None:
         """Load model and indexes now (a server calls this at start), not on first question."""
         self.ask("warm up", language="en")
 
     def reload(self) -> None:
-        """Forget loaded indexes so the next question sees a fresh ingest."""
+        """Forget the loaded index; the next question loads the current generation."""
         with self._lock:
-            for name in ("catalog", "retriever", "_mentions", "store"):
-                self.__dict__.pop(name, None)
+            self._snapshot = None
 
     # --- answering -----------------------------------------------------------------------
     def mentioned_policies(self, text: str) -> list[str]:
-        return [policy_id for policy_id, pattern in self._mentions if pattern.search(text)]
-
-    def strip_mentions(self, text: str) -> str:
-        for _, pattern in self._mentions:
-            text = pattern.sub(" ", text)
-        return re.sub(r"\s+", " ", text).strip()
+        return [pid for pid, pattern in self.snapshot().mentions if pattern.search(text)]
 
     def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
         text = normalise(question or "").strip()
@@ -151,13 +177,14 @@ class Assistant:
     ) -> Answer:
         started = time.perf_counter()
         text, language = self.check_question(question, language)
-        catalog = self.catalog
+        snapshot = self.snapshot()
+        catalog = snapshot.catalog
         if policy is not None and policy not in catalog.policies:
             raise UnknownPolicyError(
                 phrase("answer", language, "unknown_policy", policy=policy), language
             )
         turns = [as_turn(t) for t in history]
-        mentioned = self.mentioned_policies(text)
+        mentioned = [pid for pid, pattern in snapshot.mentions if pattern.search(text)]
         policies: list[str] | None
         if policy:
             policies = [policy]
@@ -167,10 +194,10 @@ class Assistant:
             policies = [turns[-1].policy]  # a follow-up stays on the policy it was about
         else:
             policies = None
-        search_text = self.strip_mentions(text) or text
+        search_text = strip_names(text, snapshot.mentions) or text
         previous = None
         if turns and self.looks_like_follow_up(search_text):
-            previous = self.strip_mentions(turns[-1].question) or None
+            previous = strip_names(turns[-1].question, snapshot.mentions) or None
 
         query = Query(
             search_text,
@@ -179,10 +206,10 @@ class Assistant:
             previous=previous,
             previous_language=detect_language(previous) if previous else None,
         )
-        retrieval = self.retriever.search(query, k=self.settings.candidates)
+        retrieval = snapshot.retriever.search(query, k=self.settings.candidates)
         ranked = retrieval.hits
         hits = ranked[: self.settings.hits]
-        support = self.support(hits, search_text, language)
+        support = self.support(snapshot, hits, search_text, language)
         # The lexical baseline has no calibrated support score; it never refuses.
         refused = not hits or (
             self.mode != "bm25" and support["support"] < self.settings.refusal_threshold
@@ -197,7 +224,7 @@ class Assistant:
             chosen = (
                 choose(hits)
                 if single_policy
-                else self.choose_across_policies(ranked, search_text, language)
+                else self.choose_across_policies(snapshot, ranked, search_text, language)
             )
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
             answer_text = render_answer(citations, catalog, language)
@@ -224,7 +251,9 @@ class Assistant:
             },
         )
 
-    def choose_across_policies(self, ranked: list[Hit], text: str, language: Language) -> list[Hit]:
+    def choose_across_policies(
+        self, snapshot: Snapshot, ranked: list[Hit], text: str, language: Language
+    ) -> list[Hit]:
         """For a question about all policies: each policy's best clause, judged on its own
         with the same calibrated support as a single-policy answer."""
         best: dict[str, Hit] = {}
@@ -235,7 +264,8 @@ class Assistant:
             hit
             for hit in best.values()
             if hit.score >= ALSO_CITE_FLOOR * top_score
-            and self.support([hit], text, language)["support"] >= self.settings.refusal_threshold
+            and self.support(snapshot, [hit], text, language)["support"]
+            >= self.settings.refusal_threshold
         ]
         return chosen[:MAX_POLICIES_CITED] or ranked[:1]
 
@@ -243,7 +273,9 @@ class Assistant:
     def looks_like_follow_up(text: str) -> bool:
         return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
 
-    def support(self, hits: list[Hit], text: str, language: Language) -> dict[str, float]:
+    def support(
+        self, snapshot: Snapshot, hits: list[Hit], text: str, language: Language
+    ) -> dict[str, float]:
         """How well the best clause supports an answer. Three signals, weighted by calibration
         on the gold dev set: the clause's dense similarity; the share of the question's terms
         it contains (through the lexicon across languages); and the share of the question's
@@ -254,7 +286,7 @@ class Assistant:
         lexicon = default_lexicon()
         top = hits[0]
         clause = set(chunk_terms(top.chunk))
-        vocabulary = self.retriever.lexical.vocabulary
+        vocabulary = snapshot.retriever.lexical.vocabulary
         covered = unknown = 0
         for term in terms:
             variants = {term, *lexicon.translate([term], language)}

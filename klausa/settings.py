@@ -60,9 +60,29 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.models_path or self.data_dir / "models"
 
+    #: The index generation to use; unset → the one ``<data_dir>/index/CURRENT`` names.
+    generation: str | None = None
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    def current_generation(self) -> str | None:
+        """The generation readers use: switched atomically by a successful ingest."""
+        if self.generation:
+            return self.generation
+        try:
+            return (self.index_dir / "CURRENT").read_text("utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    @property
+    def generation_dir(self) -> Path:
+        return self.index_dir / (self.current_generation() or "none")
+
     @property
     def catalog_dir(self) -> Path:
-        return self.data_dir / "catalog"
+        return self.generation_dir / "catalog"
 
     @property
     def uploads_dir(self) -> Path:
@@ -70,11 +90,11 @@ class Settings(BaseSettings):
 
     @property
     def lexical_dir(self) -> Path:
-        return self.data_dir / "lexical"
+        return self.generation_dir / "lexical"
 
     @property
     def chroma_dir(self) -> Path:
-        return self.data_dir / "chroma"
+        return self.generation_dir / "chroma"
 
     @property
     def feedback_db(self) -> Path:
@@ -85,4 +105,8 @@ class Settings(BaseSettings):
         """One Chroma collection per embedding model, so vectors of two models never mix."""
         slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(self.embedding_model).name).strip("-")[:40]
         digest = hashlib.sha1(self.embedding_model.encode()).hexdigest()[:8]
-        return f"klausa-{slug}-{digest}".lower()
+        name = f"klausa-{slug}-{digest}".lower()
+        # On a shared server each index generation has its own collection (on disk, its own
+        # folder), so a switch between generations is atomic there too.
+        generation = self.current_generation() if self.chroma_url else None
+        return f"{name}-{generation}" if generation else name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -136,3 +137,41 @@ class ChromaStore:
 
 def open_store(settings: Settings, embedder: Embedder, *, create: bool = True) -> VectorStore:
     return ChromaStore(settings, embedder, create=create)
+
+
+COPY_PAGE = 2000
+
+
+def copy_server_collection(source: Settings, target: Settings) -> None:
+    """Start a server-side generation as a copy of the current one (vectors included)."""
+    import chromadb
+
+    client = _http_client(source)
+    try:
+        old = client.get_collection(source.collection_name)
+    except (chromadb.errors.NotFoundError, ValueError):
+        return
+    new = client.get_or_create_collection(target.collection_name, metadata=old.metadata)
+    total = old.count()
+    for offset in range(0, total, COPY_PAGE):
+        page = old.get(include=["embeddings", "metadatas", "documents"], limit=COPY_PAGE,
+                       offset=offset)
+        new.upsert(ids=page["ids"], embeddings=page["embeddings"],
+                   metadatas=page["metadatas"], documents=page["documents"])
+
+
+def drop_server_collection(settings: Settings) -> None:
+    import chromadb
+
+    with contextlib.suppress(chromadb.errors.NotFoundError, ValueError):
+        _http_client(settings).delete_collection(settings.collection_name)
+
+
+def _http_client(settings: Settings):  # type: ignore[no-untyped-def]
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    url = urlparse(settings.chroma_url or "")
+    return chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,
+                               ssl=url.scheme == "https",
+                               settings=ChromaSettings(anonymized_telemetry=False))

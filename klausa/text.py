@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,9 +59,17 @@ def words(text: str) -> list[str]:
     return [w.lower().replace("’", "'") for w in TOKEN.findall(normalise(text))]
 
 
-@cache
+_stemmers = threading.local()
+
+
 def _stemmer(language: Language) -> snowballstemmer.Stemmer:
-    return snowballstemmer.stemmer("english" if language == "en" else "indonesian")
+    """One stemmer per thread and language: snowball stemmers keep state while stemming."""
+    cache = getattr(_stemmers, "by_language", None)
+    if cache is None:
+        cache = _stemmers.by_language = {}
+    if language not in cache:
+        cache[language] = snowballstemmer.stemmer("english" if language == "en" else "indonesian")
+    return cache[language]
 
 
 def stem(word: str, language: Language) -> str:

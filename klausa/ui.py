@@ -29,18 +29,28 @@ def starters(language: Language) -> list[str]:
 
 def highlight_html(clause: str, start: int, end: int) -> str:
     """The clause as escaped text with the supporting words in <mark>: the document's own
-    characters are never interpreted as HTML."""
+    characters are never interpreted as HTML, nor as markdown (line breaks are written as
+    character references, so a blank line in the clause cannot end the HTML block and let
+    the rest be read as markdown). Offsets outside the clause are clamped: every character
+    of the clause is shown exactly once."""
+    start = max(0, min(start, len(clause)))
+    end = max(start, min(end, len(clause)))
+
+    def text(part: str) -> str:
+        return html.escape(part).replace("\r", "&#13;").replace("\n", "&#10;")
+
     before, quote, after = clause[:start], clause[start:end], clause[end:]
     return (
         '<div class="klausa-clause" style="white-space: pre-wrap">'
-        f"{html.escape(before)}<mark class=\"klausa-quote\">{html.escape(quote)}</mark>"
-        f"{html.escape(after)}</div>"
+        f"{text(before)}<mark class=\"klausa-quote\">{text(quote)}</mark>"
+        f"{text(after)}</div>"
     )
 
 
 def escape_markdown(text: str) -> str:
-    """Text shown through st.markdown exactly as written (no links, emphasis or HTML)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
+    """Text shown through st.markdown exactly as written (no links, emphasis, headings,
+    entities or HTML)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])", r"\\\1", text)
 
 
 def stream_words(text: str, delay: float = 0.0) -> Iterator[str]:

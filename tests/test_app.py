@@ -19,8 +19,7 @@ def app(seed_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """The app over the seed index, with its own feedback database and a staff password."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    for name in ("catalog", "lexical", "chroma"):
-        (data_dir / name).symlink_to(seed_settings.data_dir / name)
+    (data_dir / "index").symlink_to(seed_settings.index_dir)
     monkeypatch.setenv("KLAUSA_DATA_DIR", str(data_dir))
     monkeypatch.setenv("KLAUSA_MODELS_PATH", str(seed_settings.models_dir))
     monkeypatch.setenv("KLAUSA_ADMIN_PASSWORD", PASSWORD)

@@ -38,8 +38,7 @@ def free_port() -> int:
 def server(seed_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """`streamlit run app.py` on 127.0.0.1 over the seed index; stopped by its PID."""
     data_dir = tmp_path_factory.mktemp("browser-data")
-    for name in ("catalog", "lexical", "chroma"):
-        (data_dir / name).symlink_to(seed_settings.data_dir / name)
+    (data_dir / "index").symlink_to(seed_settings.index_dir)
     port = free_port()
     env = {**os.environ, "KLAUSA_DATA_DIR": str(data_dir),
            "KLAUSA_MODELS_PATH": str(seed_settings.models_dir),
