@@ -114,7 +114,10 @@ def parse_document(document: Document) -> ParsedPolicy:
     info = document.info
     if document.path.name != info.source or info.title == info.id:
         # A file ingested without a manifest entry: trust its words over its name.
-        info = info.model_copy(update={"language": detect_language(text[:5000])})
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        title = first_line if 0 < len(first_line) <= 80 else info.title
+        info = info.model_copy(update={"language": detect_language(text[:5000]),
+                                       "title": title, "company": title})
     tree = parse_sections(text, INTRO_LABEL[info.language])
     chunks = build_chunks(info, text, tree)
     if not chunks:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ingest.pipeline import ingest
+from klausa.embeddings import Embedder
 from klausa.settings import Settings
 from tests.conftest import REPO
 
@@ -26,6 +28,12 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 pytestmark = pytest.mark.browser
+HOSTILE_POLICY = (
+    "EVILCORP PRIVACY NOTICE\n"
+    "Evilcorp stores cookies <script>alert(1)</script> on your device to remember your "
+    "basket.\n"
+    "<img src=x onerror=alert(2)> Evilcorp never sells your email address.\n"
+)
 
 
 def free_port() -> int:
@@ -35,10 +43,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(seed_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def server(
+    seed_settings: Settings, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[dict]:
     """`streamlit run app.py` on 127.0.0.1 over the seed index; stopped by its PID."""
     data_dir = tmp_path_factory.mktemp("browser-data")
-    (data_dir / "index").symlink_to(seed_settings.index_dir)
+    shutil.copytree(seed_settings.index_dir, data_dir / "index")
+    # A policy whose text is hostile HTML: it must show as characters, never run.
+    hostile = data_dir / "evilcorp.en.txt"
+    hostile.write_text(HOSTILE_POLICY, "utf-8")
+    settings = seed_settings.model_copy(update={"data_dir": data_dir})
+    report = ingest(settings, [hostile], prune=False, embedder=embedder)
+    assert not report.errors
     port = free_port()
     env = {**os.environ, "KLAUSA_DATA_DIR": str(data_dir),
            "KLAUSA_MODELS_PATH": str(seed_settings.models_dir),
@@ -127,4 +143,28 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
         .first.click()
     page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts / "04-support-desk.png"), full_page=True)
+    page.close()
+
+
+def test_hostile_html_in_a_policy_shows_as_text_and_never_runs(
+    server: dict, browser, artifacts: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(server["url"])
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.wait_for(timeout=120_000)
+    box.fill("Does Evilcorp store cookies on my device?")
+    box.press("Enter")
+    quote = page.locator("mark.klausa-quote").first
+    quote.wait_for(timeout=60_000)
+    assert "<script>alert(1)</script>" in quote.inner_text()
+    page.get_by_text("Show whole section").first.click()
+    page.get_by_text("<img src=x onerror=alert(2)>", exact=False).first.wait_for(timeout=10_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(artifacts / "05-hostile-policy.png"), full_page=True)
+    assert dialogs == []
+    assert page.locator("script:text('alert(1)')").count() == 0
+    assert page.locator("img[src='x']").count() == 0
     page.close()
