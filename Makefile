@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PORT ?= 8501
 
-.PHONY: run test setup lint ingest browser bench
+.PHONY: run test setup ingest services bench
 
 run: $(STAMP)
 	$(BIN)/klausa ingest --if-stale
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -26,11 +26,16 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Debian's Chromium for the end-to-end test (Playwright drives it; no browser download).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (needs root)"; \
-	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+# What the tests start themselves: Debian's Chromium for the end-to-end test (Playwright
+# drives it; no browser download) and a PostgreSQL server for the answer-log test.
+services:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ingest: $(STAMP)
 	$(BIN)/klausa ingest

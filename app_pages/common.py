@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 
 import streamlit as st
 
@@ -37,12 +36,14 @@ def load_assistant() -> Assistant:
 
 
 @st.cache_resource(show_spinner=False)
-def _answer_log(path: str) -> AnswerLog:
-    return AnswerLog(Path(path))
+def _answer_log(data_dir: str, database_url: str | None) -> AnswerLog:
+    return AnswerLog.from_settings(Settings(data_dir=data_dir))
 
 
 def answer_log() -> AnswerLog:
-    return _answer_log(str(Settings().feedback_db))
+    settings = Settings()
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return _answer_log(str(settings.data_dir), url)
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,4 +1,4 @@
-"""A log of every answer with its feedback, in SQLite (WAL): what support staff review."""
+"""A log of every answer with its feedback: what support staff review and export."""
 
 from __future__ import annotations
 
@@ -6,38 +6,36 @@ import csv
 import io
 import json
 import logging
-import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from pydantic import BaseModel
 
+from klausa.settings import Settings
 from klausa.types import Answer
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
-    id TEXT PRIMARY KEY,
-    asked_at TEXT NOT NULL,
-    session TEXT,
-    question TEXT NOT NULL,
-    language TEXT NOT NULL,
-    policy TEXT,
-    answer TEXT NOT NULL,
-    refused INTEGER NOT NULL,
-    citations TEXT NOT NULL,
-    record TEXT NOT NULL,
-    rating INTEGER,
-    comment TEXT,
-    rated_at TEXT
-);
-CREATE INDEX IF NOT EXISTS answers_asked_at ON answers (asked_at);
-"""
+METADATA = sa.MetaData()
+ANSWERS = sa.Table(
+    "answers",
+    METADATA,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("asked_at", sa.String(32), nullable=False, index=True),
+    sa.Column("session", sa.String(64)),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("policy", sa.String(128)),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("refused", sa.Boolean, nullable=False),
+    sa.Column("citations", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("rating", sa.Integer),
+    sa.Column("comment", sa.Text),
+    sa.Column("rated_at", sa.String(32)),
+)
 EXPORT_FIELDS = ("id", "asked_at", "question", "language", "policy", "answer", "refused",
                  "citations", "rating", "comment", "rated_at")
 
@@ -57,95 +55,97 @@ class LoggedAnswer(BaseModel):
     rated_at: str | None
 
 
+def _sqlite_pragmas(connection: object, _record: object) -> None:
+    # WAL: a writer killed mid-stream loses at most the record in flight.
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class AnswerLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+    """SQLite under the data dir by default (WAL); any SQLAlchemy URL, e.g. PostgreSQL, too.
+    The schema is created on first use."""
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+        if url is None:
+            if path is None:
+                raise ValueError("AnswerLog needs a path or a database URL")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{path}"
+        self.url = url
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        METADATA.create_all(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnswerLog:
+        if settings.database_url:
+            return cls(url=settings.database_url.get_secret_value())
+        return cls(settings.feedback_db)
 
     def record(self, answer: Answer, session: str | None = None) -> str:
         """Store an answer; returns its id (what feedback refers to)."""
         answer_id = uuid.uuid4().hex
         citations = [f"{c.policy_title} §{c.label}" for c in answer.citations]
-        with self._lock, self._connect() as db:
-            db.execute(
-                "INSERT INTO answers (id, asked_at, session, question, language, policy, answer,"
-                " refused, citations, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (answer_id, now(), session, answer.question, answer.language, answer.policy,
-                 answer.answer, int(answer.refused), json.dumps(citations, ensure_ascii=False),
-                 answer.model_dump_json()),
-            )
+        with self.engine.begin() as db:
+            db.execute(ANSWERS.insert().values(
+                id=answer_id, asked_at=now(), session=session, question=answer.question,
+                language=answer.language, policy=answer.policy, answer=answer.answer,
+                refused=answer.refused, citations=json.dumps(citations, ensure_ascii=False),
+                record=answer.model_dump_json(),
+            ))
         return answer_id
 
     def rate(self, answer_id: str, rating: int | None, comment: str | None = None) -> None:
         """Thumbs up (1) or down (0), and an optional comment; the latest one counts."""
-        with self._lock, self._connect() as db:
+        with self.engine.begin() as db:
             updated = db.execute(
-                "UPDATE answers SET rating = ?, comment = ?, rated_at = ? WHERE id = ?",
-                (rating, (comment or "").strip() or None, now(), answer_id),
+                ANSWERS.update().where(ANSWERS.c.id == answer_id).values(
+                    rating=rating, comment=(comment or "").strip() or None, rated_at=now())
             ).rowcount
         if not updated:
             raise KeyError(answer_id)
 
     def answer(self, answer_id: str) -> Answer:
-        with self._connect() as db:
-            row = db.execute("SELECT record FROM answers WHERE id = ?", (answer_id,)).fetchone()
-        if row is None:
+        with self.engine.connect() as db:
+            record = db.execute(
+                sa.select(ANSWERS.c.record).where(ANSWERS.c.id == answer_id)).scalar()
+        if record is None:
             raise KeyError(answer_id)
-        return Answer.model_validate_json(row["record"])
+        return Answer.model_validate_json(record)
 
     def get(self, answer_id: str) -> LoggedAnswer | None:
-        rows = self._select("WHERE id = ?", (answer_id,), limit=1)
+        rows = self._select(ANSWERS.c.id == answer_id, limit=1)
         return rows[0] if rows else None
 
     def recent(self, *, policy: str | None = None, language: str | None = None,
                rating: str | None = None, limit: int = 200) -> list[LoggedAnswer]:
         """Newest first. ``rating``: "up", "down", "none" (not rated) or None (all)."""
-        clauses, values = [], []
+        conditions = []
         if policy:
-            clauses.append("policy = ?")
-            values.append(policy)
+            conditions.append(ANSWERS.c.policy == policy)
         if language:
-            clauses.append("language = ?")
-            values.append(language)
+            conditions.append(ANSWERS.c.language == language)
         if rating in ("up", "down"):
-            clauses.append("rating = ?")
-            values.append(1 if rating == "up" else 0)
+            conditions.append(ANSWERS.c.rating == (1 if rating == "up" else 0))
         elif rating == "none":
-            clauses.append("rating IS NULL")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self._select(where, tuple(values), limit)
+            conditions.append(ANSWERS.c.rating.is_(None))
+        return self._select(sa.and_(sa.true(), *conditions), limit)
 
-    def _select(self, where: str, values: tuple, limit: int) -> list[LoggedAnswer]:
-        with self._connect() as db:
-            rows = db.execute(
-                f"SELECT id, asked_at, session, question, language, policy, answer, refused,"
-                f" citations, rating, comment, rated_at FROM answers {where}"
-                f" ORDER BY asked_at DESC, rowid DESC LIMIT ?",
-                (*values, limit),
-            ).fetchall()
-        return [
-            LoggedAnswer(**{**dict(row), "refused": bool(row["refused"]),
-                            "citations": json.loads(row["citations"])})
-            for row in rows
-        ]
+    def _select(self, condition: sa.ColumnElement[bool], limit: int) -> list[LoggedAnswer]:
+        columns = [c for c in ANSWERS.c if c.name != "record"]
+        query = (sa.select(*columns).where(condition)
+                 .order_by(ANSWERS.c.asked_at.desc(), ANSWERS.c.id).limit(limit))
+        with self.engine.connect() as db:
+            rows = db.execute(query).mappings().all()
+        return [LoggedAnswer(**{**row, "citations": json.loads(row["citations"])})
+                for row in rows]
 
     @staticmethod
     def to_csv(rows: list[LoggedAnswer]) -> str:

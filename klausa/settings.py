@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     llm: Literal["none"] = "none"
     #: Policy id the app starts on (a single-company deployment); unset → all policies.
     default_policy: str | None = None
+    #: SQLAlchemy URL of the answer log (e.g. ``postgresql+psycopg://…``); unset → SQLite
+    #: in the data dir.
+    database_url: SecretStr | None = None
     #: Password of the support and library pages; unset → those pages are off.
     admin_password: SecretStr | None = None
     #: Interface language when a question gives no hint.
