@@ -224,6 +224,8 @@ def ask(
     help="Minimum figures (TOML); default: thresholds.toml beside FILE, if any.",
 )
 @click.option("--limit", type=int, help="Only the first N questions.")
+@click.option("--calibrate", is_flag=True,
+              help="Also print the refusal weights and threshold this set supports best.")
 @click.pass_obj
 def evaluate(
     settings: Settings,
@@ -234,6 +236,7 @@ def evaluate(
     json_out: Path | None,
     thresholds: Path | None,
     limit: int | None,
+    calibrate: bool,
 ) -> None:
     """Run a Q&A set through the assistant and report hit@k, citations, refusals, latency."""
     import tempfile
@@ -271,6 +274,17 @@ def evaluate(
         )
     if json_out:
         json_out.write_text(json.dumps(outcome.figures, indent=2), "utf-8")
+    if calibrate:
+        from klausa.evaluation import calibrate_refusal
+
+        first = [r for r in outcome.records if r["retriever"] == names[0]]
+        found = calibrate_refusal(first)
+        click.echo("\nrefusal calibration (≤ 2 % false refusals): " + (
+            "needs answerable and unanswerable questions" if found is None else
+            f"KLAUSA_COVERAGE_WEIGHT={found.coverage_weight} "
+            f"KLAUSA_UNKNOWN_WEIGHT={found.unknown_weight} "
+            f"KLAUSA_REFUSAL_THRESHOLD={found.refusal_threshold} → recall "
+            f"{found.refusal_recall:.2f}, false refusals {found.false_refusal_rate:.3f}"))
     if outcome.failures:
         click.echo("\nbelow thresholds:", err=True)
         for line in outcome.failures:

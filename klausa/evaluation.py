@@ -375,3 +375,50 @@ def run_evaluation(
     if thresholds is not None and retrievers:
         failures = check_thresholds(figures[retrievers[0]], load_thresholds(thresholds))
     return EvaluationOutcome(figures=figures, tables=tables, records=records, failures=failures)
+
+
+# --- calibrating the refusal threshold ------------------------------------------------
+
+
+class RefusalCalibration(BaseModel):
+    coverage_weight: float
+    unknown_weight: float
+    refusal_threshold: float
+    refusal_recall: float
+    false_refusal_rate: float
+
+
+def calibrate_refusal(
+    records: Sequence[dict], max_false_refusal: float = 0.02
+) -> RefusalCalibration | None:
+    """The support-score weights and threshold that refuse the most unanswerable questions
+    while refusing at most ``max_false_refusal`` of the answerable ones (grid search over
+    the three signals each record's trace carries). How the defaults were chosen, on dev."""
+    signals = [
+        (r["case"]["answerable"], r["trace"]["support"])
+        for r in records
+        if isinstance(r.get("trace", {}).get("support"), dict)
+    ]
+    answerable = [s for ok, s in signals if ok]
+    unanswerable = [s for ok, s in signals if not ok]
+    if not answerable or not unanswerable:
+        return None
+    best: RefusalCalibration | None = None
+    for coverage_weight in (0.0, 0.02, 0.05, 0.1, 0.15, 0.2):
+        for unknown_weight in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3):
+            def value(s: dict, cw: float = coverage_weight, uw: float = unknown_weight) -> float:
+                return s["dense"] + cw * s["coverage"] - uw * s["unknown"]
+
+            for threshold in sorted({round(value(s), 4) + 1e-4 for _, s in signals}):
+                false_rate = sum(value(s) < threshold for s in answerable) / len(answerable)
+                if false_rate > max_false_refusal:
+                    continue
+                recall = sum(value(s) < threshold for s in unanswerable) / len(unanswerable)
+                candidate = RefusalCalibration(
+                    coverage_weight=coverage_weight, unknown_weight=unknown_weight,
+                    refusal_threshold=round(threshold, 4), refusal_recall=round(recall, 4),
+                    false_refusal_rate=round(false_rate, 4))
+                if best is None or (recall, -false_rate) > (best.refusal_recall,
+                                                            -best.false_refusal_rate):
+                    best = candidate
+    return best
