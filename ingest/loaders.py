@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -33,7 +34,8 @@ def display_name(path: Path | str) -> str:
 
 
 def size_text(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
+    """Rounded up: a file over the limit never reads as "20.0 MB" against a 20 MB limit."""
+    return f"{math.ceil(size * 10 / 2**20) / 10:.1f} MB"
 
 
 def check_size(path: Path | str, size: int) -> None:

@@ -155,15 +155,17 @@ class Assistant:
         return [pid for pid, pattern in self.snapshot().mentions if pattern.search(text)]
 
     def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
-        text = normalise(question or "").strip()
+        limit = self.settings.max_question_chars
+        raw = question or ""
+        # Checked on the raw text too: 100 kB of invisible characters is still 100 kB.
+        text = normalise(raw[: limit * 4]).strip()
         guess = language or (detect_language(text) if text else self.settings.default_language)
+        if len(raw) > limit or len(text) > limit:
+            raise QuestionError(
+                phrase("answer", guess, "too_long", length=len(raw), limit=limit), guess
+            )
         if not text:
             raise QuestionError(phrase("answer", guess, "empty_question"), guess)
-        limit = self.settings.max_question_chars
-        if len(text) > limit:
-            raise QuestionError(
-                phrase("answer", guess, "too_long", length=len(text), limit=limit), guess
-            )
         if not words(text):
             raise QuestionError(phrase("answer", guess, "no_words"), guess)
         return text, guess
@@ -227,6 +229,8 @@ class Assistant:
                 else self.choose_across_policies(snapshot, ranked, search_text, language)
             )
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
+            # A clause cited from further down the candidates is shown in the trace too.
+            hits = hits + [h for h in chosen if h not in hits]
             answer_text = render_answer(citations, catalog, language)
         timings = dict(retrieval.timings_ms)
         timings["compose"] = (time.perf_counter() - compose_started) * 1000

@@ -110,7 +110,8 @@ def render_refusal(
         lines = [phrase("answer", language, "not_covered_all")]
     if nearest:
         lines.append(phrase("answer", language, "nearest"))
-        for hit in nearest:
+        unique = {(h.chunk.policy, h.chunk.label): h for h in reversed(nearest)}
+        for hit in sorted(unique.values(), key=lambda h: h.rank):
             lines.append(
                 f"- {catalog.info(hit.chunk.policy).title} §{hit.chunk.label} "
                 f"({hit.chunk.section_title or hit.chunk.label})"

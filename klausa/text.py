@@ -47,11 +47,27 @@ SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"“(\[]?[A-Z0-9])")
 TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
 
+#: Invisible characters that are not format or control characters: variation selectors, the
+#: combining grapheme joiner, Mongolian selectors, Hangul fillers.
+_IGNORABLE = re.compile(r"[\u034f\u115f\u1160\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
+                        r"\U000e0100-\U000e01ef]")
+
+
+def _visible(ch: str) -> str:
+    if ch in "\n\t":
+        return ch
+    if ch.isspace():  # line and paragraph separators, NEL, form feed…: a word break
+        return " "
+    # Invisible characters inside a word ("se\u00adll", "Jub\x00elio", zero-width spaces,
+    # bidi overrides, tag characters) are dropped, so the word is still the word.
+    return "" if unicodedata.category(ch)[0] == "C" else ch
+
+
 def normalise(text: str) -> str:
-    """NFKC, no zero-width or control characters, typographic quotes folded."""
-    text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"[\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff]", "", text)
-    text = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    """NFKC, whitespace kept as word breaks, invisible and control characters removed,
+    typographic quotes folded."""
+    text = _IGNORABLE.sub("", unicodedata.normalize("NFKC", text))
+    text = "".join(_visible(ch) for ch in text)
     return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
 
 
