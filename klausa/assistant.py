@@ -151,9 +151,6 @@ class Assistant:
             self._snapshot = None
 
     # --- answering -----------------------------------------------------------------------
-    def mentioned_policies(self, text: str) -> list[str]:
-        return [pid for pid, pattern in self.snapshot().mentions if pattern.search(text)]
-
     def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
         limit = self.settings.max_question_chars
         raw = question or ""

@@ -16,8 +16,6 @@ from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ADD_BATCH = 64
-
 
 class IndexMissingError(RuntimeError):
     """No index to answer from; the message says how to build one."""
@@ -37,8 +35,6 @@ class VectorStore(Protocol):
     ) -> list[tuple[str, float]]: ...
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
-
-    def count(self) -> int: ...
 
 
 class LangChainEmbeddings(Embeddings):
@@ -131,8 +127,6 @@ class ChromaStore:
             for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
         }
 
-    def count(self) -> int:
-        return len(self.store.get(include=[])["ids"])
 
 
 def open_store(settings: Settings, embedder: Embedder, *, create: bool = True) -> VectorStore:
