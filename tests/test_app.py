@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -85,10 +86,13 @@ def test_starter_question_and_new_conversation(app: AppTest) -> None:
     assert "Try asking" in markdown_text(app)
 
 
-def test_support_page_refuses_a_wrong_password(app: AppTest) -> None:
+def test_support_page_refuses_a_wrong_password(
+    app: AppTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     app.switch_page("app_pages/support.py").run()
     # Inside a form the typed value is sent with the submit click, as in a browser.
-    app.text_input[0].input("wrong")
+    app.text_input[0].input("not-the-password-1234")
     app.button[0].click().run()
     assert any("Wrong password" in e.value for e in app.error)
     assert not app.dataframe
@@ -96,6 +100,8 @@ def test_support_page_refuses_a_wrong_password(app: AppTest) -> None:
     app.button[0].click().run()
     assert not app.error
     assert app.dataframe  # the recent answers table
+    # Neither password, right or wrong, is ever logged.
+    assert PASSWORD not in caplog.text and "not-the-password-1234" not in caplog.text
 
 
 def test_staff_pages_are_off_without_a_password(

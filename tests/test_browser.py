@@ -151,7 +151,11 @@ def test_hostile_html_in_a_policy_shows_as_text_and_never_runs(
 ) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     dialogs: list[str] = []
+    console_errors: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda message: message.type == "error"
+            and console_errors.append(message.text))
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
     page.goto(server["url"])
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=120_000)
@@ -165,6 +169,8 @@ def test_hostile_html_in_a_policy_shows_as_text_and_never_runs(
     page.wait_for_timeout(1000)
     page.screenshot(path=str(artifacts / "05-hostile-policy.png"), full_page=True)
     assert dialogs == []
+    # Nothing of the policy's markup ran or even tried to load (the broken <img src=x>).
+    assert not [e for e in console_errors if "alert" in e or "/x" in e or "onerror" in e]
     assert page.locator("script:text('alert(1)')").count() == 0
     assert page.locator("img[src='x']").count() == 0
     page.close()
