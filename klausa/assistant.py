@@ -208,7 +208,8 @@ class Assistant:
         retrieval = snapshot.retriever.search(query, k=self.settings.candidates)
         ranked = retrieval.hits
         hits = ranked[: self.settings.hits]
-        support = self.support(snapshot, hits, search_text, language)
+        variants = term_variants(search_text, language)
+        support = self.support(snapshot, hits[0] if hits else None, variants)
         # The lexical baseline has no calibrated support score; it never refuses.
         refused = not hits or (
             self.mode != "bm25" and support["support"] < self.settings.refusal_threshold
@@ -223,7 +224,7 @@ class Assistant:
             chosen = (
                 choose(hits)
                 if single_policy
-                else self.choose_across_policies(snapshot, ranked, search_text, language)
+                else self.choose_across_policies(snapshot, ranked, variants)
             )
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
             # A clause cited from further down the candidates is shown in the trace too.
@@ -253,7 +254,7 @@ class Assistant:
         )
 
     def choose_across_policies(
-        self, snapshot: Snapshot, ranked: list[Hit], text: str, language: Language
+        self, snapshot: Snapshot, ranked: list[Hit], variants: list[set[str]]
     ) -> list[Hit]:
         """For a question about all policies: each policy's best clause, judged on its own
         with the same calibrated support as a single-policy answer."""
@@ -265,7 +266,7 @@ class Assistant:
             hit
             for hit in best.values()
             if hit.score >= ALSO_CITE_FLOOR * top_score
-            and self.support(snapshot, [hit], text, language)["support"]
+            and self.support(snapshot, hit, variants)["support"]
             >= self.settings.refusal_threshold
         ]
         return chosen[:MAX_POLICIES_CITED] or ranked[:1]
@@ -274,34 +275,35 @@ class Assistant:
     def looks_like_follow_up(text: str) -> bool:
         return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
 
-    def support(
-        self, snapshot: Snapshot, hits: list[Hit], text: str, language: Language
-    ) -> dict[str, float]:
-        """How well the best clause supports an answer. Three signals, weighted by calibration
-        on the gold dev set: the clause's dense similarity; the share of the question's terms
-        it contains (through the lexicon across languages); and the share of the question's
-        terms that no policy uses at all ("refund", "garansi": a topic the corpus lacks)."""
-        if not hits:
+    def support(self, snapshot: Snapshot, hit: Hit | None,
+                variants: list[set[str]]) -> dict[str, float]:
+        """How well a clause supports an answer. Three signals, weighted by calibration on the
+        gold dev set: the clause's dense similarity; the share of the question's terms it
+        contains (through the lexicon across languages); and the share of the question's terms
+        that no policy uses at all ("refund", "garansi": a topic the corpus lacks).
+        ``variants``: each question term with its translations (``term_variants``)."""
+        if hit is None:
             return {"dense": 0.0, "coverage": 0.0, "unknown": 1.0, "support": 0.0}
-        terms = analyse(text, language)
-        lexicon = default_lexicon()
-        top = hits[0]
-        clause = set(chunk_terms(top.chunk))
+        clause = set(chunk_terms(hit.chunk))
         vocabulary = snapshot.retriever.lexical.vocabulary
-        covered = unknown = 0
-        for term in terms:
-            variants = {term, *lexicon.translate([term], language)}
-            covered += bool(variants & clause)
-            unknown += not (variants & vocabulary)
-        coverage = covered / len(terms) if terms else 0.0
-        unknown_share = unknown / len(terms) if terms else 0.0
-        dense = top.dense if top.dense is not None else 0.0
+        covered = sum(bool(v & clause) for v in variants)
+        unknown = sum(not (v & vocabulary) for v in variants)
+        coverage = covered / len(variants) if variants else 0.0
+        unknown_share = unknown / len(variants) if variants else 0.0
+        dense = hit.dense if hit.dense is not None else 0.0
         settings = self.settings
         value = dense + settings.coverage_weight * coverage - settings.unknown_weight * (
             unknown_share
         )
         return {"dense": round(dense, 4), "coverage": round(coverage, 4),
                 "unknown": round(unknown_share, 4), "support": round(value, 4)}
+
+
+def term_variants(text: str, language: Language) -> list[set[str]]:
+    """Each analysed term of the question with its lexicon translations (computed once per
+    question, then matched against every clause whose support is judged)."""
+    lexicon = default_lexicon()
+    return [{term, *lexicon.translate([term], language)} for term in analyse(text, language)]
 
 
 def as_turn(item: Turn | Answer | str) -> Turn:
