@@ -13,12 +13,15 @@ from klausa.catalog import Catalog
 from klausa.embeddings import Embedder
 from klausa.lexical import LexicalIndex
 from klausa.stores import VectorStore
-from klausa.text import query_terms, standardise
+from klausa.text import QueryTerms, query_term_groups, standardise
 from klausa.types import Hit, Language
 
 log = logging.getLogger(__name__)
 
 RETRIEVERS = ("hybrid", "dense", "bm25")
+#: BM25 weight of each group of query terms (``QueryTerms``): the question's own words count
+#: fully, the lexicon's canonical translation nearly so, its other wordings less.
+TERM_WEIGHTS = {"own": 1.0, "translated": 1.0, "variants": 1.0, "synonyms": 1.0, "raw": 1.0}
 
 
 @dataclass
@@ -75,13 +78,25 @@ class Retriever:
         timings["embed"] = (time.perf_counter() - started) * 1000
         return vector
 
+    def _weighted_scores(self, terms: QueryTerms, policies: Sequence[str] | None) -> np.ndarray:
+        total = np.zeros(len(self.lexical.ids), dtype=np.float32)
+        for group in QueryTerms.GROUPS:
+            weight, group_terms = TERM_WEIGHTS[group], getattr(terms, group)
+            if weight and group_terms:
+                total += weight * self.lexical.scores(group_terms, policies)
+        return total
+
     def _lexical_scores(self, query: Query) -> tuple[np.ndarray, list[str]]:
-        terms = query_terms(query.text, query.language)
-        scores = self.lexical.scores(terms, query.policies)
+        terms = query_term_groups(query.text, query.language)
+        scores = self._weighted_scores(terms, query.policies)
         if query.previous:
-            previous = query_terms(query.previous, query.previous_language or query.language)
-            scores = scores + query.previous_weight * self.lexical.scores(previous, query.policies)
-        return scores, terms
+            previous = query_term_groups(
+                query.previous, query.previous_language or query.language
+            )
+            scores = scores + query.previous_weight * self._weighted_scores(
+                previous, query.policies
+            )
+        return scores, terms.all()
 
     def search(self, query: Query, k: int = 10) -> Retrieval:
         timings: dict[str, float] = {}
@@ -141,3 +156,4 @@ class Retriever:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+

@@ -166,6 +166,22 @@ def _langid(text: str) -> Language:
 class LexiconEntry:
     en: tuple[tuple[str, ...], ...]  # stemmed phrases
     id: tuple[tuple[str, ...], ...]
+    #: The phrases as matched: every word stemmed, stopwords kept ("what data" must not
+    #: match every "data"). Empty → the analysed phrases above.
+    en_words: tuple[tuple[str, ...], ...] = ()
+    id_words: tuple[tuple[str, ...], ...] = ()
+
+    def matched(self, language: Language) -> tuple[tuple[str, ...], ...]:
+        return getattr(self, f"{language}_words") or getattr(self, language)
+
+
+def stems(text: str, language: Language) -> list[str]:
+    """Every word of ``text`` stemmed, stopwords kept as they are (a stemmed "berapa" would
+    be "apa"): what lexicon phrases are matched on."""
+    if language == "id":
+        text = standardise(text)
+    stop = STOPWORDS[language]
+    return [w if w in stop else stem(w, language) for w in words(text)]
 
 
 class Lexicon:
@@ -179,7 +195,7 @@ class Lexicon:
         }
         for number, entry in enumerate(self.entries):
             for language in LANGUAGES:
-                for phrase in getattr(entry, language):
+                for phrase in entry.matched(language):
                     if phrase:
                         self._index[language].setdefault(phrase[0], []).append((phrase, number))
 
@@ -198,32 +214,86 @@ class Lexicon:
                 LexiconEntry(
                     en=tuple(tuple(analyse(p, "en")) for p in english.split("|")),
                     id=tuple(tuple(analyse(p, "id")) for p in indonesian.split("|")),
+                    en_words=tuple(tuple(stems(p, "en")) for p in english.split("|")),
+                    id_words=tuple(tuple(stems(p, "id")) for p in indonesian.split("|")),
                 )
             )
         return cls(entries)
+
+    def matches(self, terms: list[str], source: Language) -> list[int]:
+        """Numbers of the entries whose ``source`` phrases occur in ``terms``, in order."""
+        found: list[int] = []
+        for i, term in enumerate(terms):
+            for phrase, number in self._index[source].get(term, ()):
+                if number not in found and tuple(terms[i : i + len(phrase)]) == phrase:
+                    found.append(number)
+        return found
 
     def translate(self, terms: list[str], source: Language) -> list[str]:
         """Terms of the other language for every lexicon phrase found in ``terms``."""
         target: Language = "id" if source == "en" else "en"
         found: list[str] = []
-        seen: set[int] = set()
-        for i, term in enumerate(terms):
-            for phrase, number in self._index[source].get(term, ()):
-                if number in seen or tuple(terms[i : i + len(phrase)]) != phrase:
-                    continue
-                seen.add(number)
-                # The first phrase of the other side is its canonical translation.
-                found.extend(getattr(self.entries[number], target)[0])
+        for number in self.matches(terms, source):
+            # The first phrase of the other side is its canonical translation.
+            found.extend(getattr(self.entries[number], target)[0])
         negations = [t for t in terms if t in NEGATIONS[source]]
         if negations:
             found.append("not" if target == "en" else "tidak")
         return found
+
+    def expand(self, terms: list[str], source: Language) -> tuple[list[str], list[str]]:
+        """For every lexicon phrase found in ``terms``: the other phrases of its entry, as
+        (other-language variants beyond the canonical translation, same-language synonyms)."""
+        target: Language = "id" if source == "en" else "en"
+        variants: list[str] = []
+        synonyms: list[str] = []
+        for number in self.matches(terms, source):
+            entry = self.entries[number]
+            variants.extend(t for phrase in getattr(entry, target)[1:] for t in phrase)
+            synonyms.extend(t for phrase in getattr(entry, source) for t in phrase)
+        return variants, synonyms
 
 
 @cache
 def default_lexicon() -> Lexicon:
     text = resources.files("klausa").joinpath("data/lexicon.tsv").read_text("utf-8")
     return Lexicon.parse(text)
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """A question's search terms by where they come from; each term in its first group only.
+    Retrieval weighs the groups: the question's own words count most."""
+
+    own: tuple[str, ...]
+    translated: tuple[str, ...]  # canonical lexicon translations
+    variants: tuple[str, ...]  # the lexicon's other wordings, in the other language
+    synonyms: tuple[str, ...]  # the lexicon's other wordings, in the question's language
+    raw: tuple[str, ...]  # words typed in the other language ("cookies", "OTP")
+
+    GROUPS = ("own", "translated", "variants", "synonyms", "raw")
+
+    def all(self) -> list[str]:
+        return [t for group in self.GROUPS for t in getattr(self, group)]
+
+
+def query_term_groups(
+    text: str, language: Language, lexicon: Lexicon | None = None
+) -> QueryTerms:
+    lexicon = lexicon or default_lexicon()
+    terms = analyse(text, language)
+    other: Language = "id" if language == "en" else "en"
+    sequence = stems(text, language)
+    translated = lexicon.translate(sequence, language)
+    variants, synonyms = lexicon.expand(sequence, language)
+    raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]
+    seen: set[str] = set()
+    groups = []
+    for group in (terms, translated, variants, synonyms, raw):
+        kept = [t for t in dict.fromkeys(group) if t not in seen]
+        seen.update(kept)
+        groups.append(tuple(kept))
+    return QueryTerms(*groups)
 
 
 def query_terms(text: str, language: Language, lexicon: Lexicon | None = None) -> list[str]:
