@@ -65,6 +65,10 @@ class Retriever:
         self.mode = mode
         self.dense_weight = {"dense": 1.0, "bm25": 0.0}.get(mode, dense_weight)
         self.candidates = candidates
+        self.languages = np.asarray(
+            [c.language if (c := catalog.chunks.get(i)) else "" for i in lexical.ids],
+            dtype=object,
+        )
 
     def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
         assert self.embedder is not None
@@ -78,23 +82,30 @@ class Retriever:
         timings["embed"] = (time.perf_counter() - started) * 1000
         return vector
 
-    def _weighted_scores(self, terms: QueryTerms, policies: Sequence[str] | None) -> np.ndarray:
+    def _weighted_scores(
+        self, terms: QueryTerms, language: Language, policies: Sequence[str] | None
+    ) -> np.ndarray:
+        """Each group of terms scores the clauses of its own language only: a translation
+        searches the other language's policies; the question's own words (and its lexicon
+        synonyms) its own."""
+        other: Language = "id" if language == "en" else "en"
         total = np.zeros(len(self.lexical.ids), dtype=np.float32)
         for group in QueryTerms.GROUPS:
             weight, group_terms = TERM_WEIGHTS[group], getattr(terms, group)
             if weight and group_terms:
-                total += weight * self.lexical.scores(group_terms, policies)
+                target = language if group in QueryTerms.SAME_LANGUAGE else other
+                scores = self.lexical.scores(group_terms, policies)
+                total += weight * np.where(self.languages == target, scores, 0.0)
         return total
 
     def _lexical_scores(self, query: Query) -> tuple[np.ndarray, list[str]]:
         terms = query_term_groups(query.text, query.language)
-        scores = self._weighted_scores(terms, query.policies)
+        scores = self._weighted_scores(terms, query.language, query.policies)
         if query.previous:
-            previous = query_term_groups(
-                query.previous, query.previous_language or query.language
-            )
+            previous_language = query.previous_language or query.language
+            previous = query_term_groups(query.previous, previous_language)
             scores = scores + query.previous_weight * self._weighted_scores(
-                previous, query.policies
+                previous, previous_language, query.policies
             )
         return scores, terms.all()
 

@@ -272,9 +272,11 @@ class QueryTerms:
     raw: tuple[str, ...]  # words typed in the other language ("cookies", "OTP")
 
     GROUPS = ("own", "translated", "variants", "synonyms", "raw")
+    #: Groups in the question's language; the others are in the other language.
+    SAME_LANGUAGE = ("own", "synonyms")
 
     def all(self) -> list[str]:
-        return [t for group in self.GROUPS for t in getattr(self, group)]
+        return list(dict.fromkeys(t for group in self.GROUPS for t in getattr(self, group)))
 
 
 def query_term_groups(
@@ -287,11 +289,15 @@ def query_term_groups(
     translated = lexicon.translate(sequence, language)
     variants, synonyms = lexicon.expand(sequence, language)
     raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]
-    seen: set[str] = set()
+    # A term is kept in the first group of its language that has it (groups of the two
+    # languages score different policies, so one word may be in both).
+    seen: dict[bool, set[str]] = {True: set(), False: set()}
     groups = []
-    for group in (terms, translated, variants, synonyms, raw):
-        kept = [t for t in dict.fromkeys(group) if t not in seen]
-        seen.update(kept)
+    for name, group in zip(QueryTerms.GROUPS, (terms, translated, variants, synonyms, raw),
+                           strict=True):
+        side = seen[name in QueryTerms.SAME_LANGUAGE]
+        kept = [t for t in dict.fromkeys(group) if t not in side]
+        side.update(kept)
         groups.append(tuple(kept))
     return QueryTerms(*groups)
 
