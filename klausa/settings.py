@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     #: Below this support score the answer is "the policy does not say"; calibrated on dev.
     refusal_threshold: float = 0.779
     #: Weight of "share of the question's terms found in the clause" in the support score.
-    coverage_weight: float = 0.10
+    coverage_weight: float = 0.0
     #: Weight of "share of the question's terms that no policy uses" (subtracted).
-    unknown_weight: float = 0.10
+    unknown_weight: float = 0.05
 
     #: ``none`` (extractive answers, the default).
     llm: Literal["none"] = "none"
