@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from ingest.chunk import build_chunks
@@ -25,13 +26,21 @@ from klausa.catalog import MANIFEST, Catalog, load_manifest
 from klausa.embeddings import Embedder, load_embedder
 from klausa.lexical import LexicalIndex
 from klausa.settings import Settings
-from klausa.stores import copy_server_collection, drop_server_collection, open_store
+from klausa.stores import (
+    VectorStore,
+    copy_server_collection,
+    drop_server_collection,
+    open_store,
+)
 from klausa.text import detect_language
 from klausa.types import Chunk, ParsedPolicy, PolicyInfo
 
 log = logging.getLogger(__name__)
 
-EMBED_BATCH = 64
+#: Texts per call to the model: sorted longest-first over the whole ingest, so each call (and
+#: each of the model's batches in it) holds texts of similar length; the block only sets how
+#: often progress is reported.
+EMBED_BLOCK = 256
 INTRO_LABEL = {"en": "Introduction", "id": "Pendahuluan"}
 
 
@@ -54,6 +63,14 @@ class PolicyReport:
 class IngestReport:
     policies: list[PolicyReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Chunks (re)written to the vector store, distinct texts the model embedded for them,
+    #: and chunks whose vector was copied from a stored chunk with the same text.
+    written: int = 0
+    embedded: int = 0
+    vectors_reused: int = 0
+    #: Chunks whose BM25 terms were analysed in this ingest, and those taken from disk.
+    analysed: int = 0
+    terms_reused: int = 0
 
     @property
     def changed(self) -> bool:
@@ -248,7 +265,8 @@ def _ingest_into(
             parsed.append(parse_document(document))
         except DocumentError as error:
             report.errors.append(str(error))
-    store = open_store(settings, embedder or load_embedder(settings))
+    embedder = embedder or load_embedder(settings)
+    store = open_store(settings, embedder)
     stored = store.digests()
     catalog = Catalog.load(settings.catalog_dir)
 
@@ -257,6 +275,9 @@ def _ingest_into(
     gone = set(catalog.policies) | {policy for policy, _ in stored.values()}
     gone = gone - keep - failed if prune else set()
 
+    stored_by_policy: dict[str, list[str]] = {}
+    for chunk_id, (policy_id, _) in stored.items():
+        stored_by_policy.setdefault(policy_id, []).append(chunk_id)
     to_embed: list[tuple[Chunk, str, str]] = []
     to_delete: list[str] = []
     for policy in parsed:
@@ -276,25 +297,18 @@ def _ingest_into(
                 entry.unchanged += 1
                 continue
             to_embed.append((chunk, text, digest))
-        stale = [i for i, (p, _) in stored.items() if p == policy.info.id and i not in new_ids]
+        stale = [i for i in stored_by_policy.get(policy.info.id, []) if i not in new_ids]
         entry.removed = len(stale)
         to_delete += stale
         report.policies.append(entry)
     for policy_id in sorted(gone):
-        stale = [i for i, (p, _) in stored.items() if p == policy_id]
+        stale = stored_by_policy.get(policy_id, [])
         to_delete += stale
         report.policies.append(PolicyReport(policy_id, removed=len(stale)))
 
-    bar = tqdm(total=len(to_embed), desc="embedding", unit="chunk", disable=not progress)
-    for start in range(0, len(to_embed), EMBED_BATCH):
-        batch = to_embed[start : start + EMBED_BATCH]
-        store.upsert(
-            [c.id for c, _, _ in batch],
-            [t for _, t, _ in batch],
-            [chunk_metadata(c, d) for c, _, d in batch],
-        )
-        bar.update(len(batch))
-    bar.close()
+    vectors = embed_or_reuse(store, embedder, to_embed, stored, report, progress)
+    store.add_vectors([c.id for c, _, _ in to_embed], vectors, [t for _, t, _ in to_embed],
+                      [chunk_metadata(c, d) for c, _, d in to_embed])
     store.delete(to_delete)
 
     for policy in parsed:
@@ -303,8 +317,47 @@ def _ingest_into(
         Catalog.remove(settings.catalog_dir, policy_id)
     all_chunks = [c for p in Catalog.load(settings.catalog_dir).policies.values()
                   for c in p.chunks]
-    LexicalIndex.build(all_chunks).save(settings.lexical_dir)
+    terms = LexicalIndex.update(settings.lexical_dir, all_chunks)
+    report.analysed, report.terms_reused = terms.analysed, terms.reused
     return report
+
+
+def embed_or_reuse(
+    store: VectorStore,
+    embedder: Embedder,
+    to_embed: Sequence[tuple[Chunk, str, str]],
+    stored: dict[str, tuple[str, str]],
+    report: IngestReport,
+    progress: bool = False,
+) -> np.ndarray:
+    """The vectors of ``to_embed`` (chunk, embedding text, digest of that text).
+
+    A text already in the store (same digest: a clause repeated across policies, a renamed
+    policy, a re-ingest) gets the stored vector; every other distinct text is embedded once,
+    longest-first in one pass so that batches hold texts of similar length (little padding).
+    """
+    report.written = len(to_embed)
+    if not to_embed:
+        return np.zeros((0, 0), dtype=np.float32)
+    holder = {digest: chunk_id for chunk_id, (_, digest) in stored.items() if digest}
+    wanted = list(dict.fromkeys(digest for _, _, digest in to_embed))
+    reusable = [digest for digest in wanted if digest in holder]
+    by_id = store.vectors([holder[digest] for digest in reusable])
+    found = {digest: by_id[holder[digest]] for digest in reusable if holder[digest] in by_id}
+    texts = {digest: text for _, text, digest in to_embed}
+    fresh = sorted((d for d in wanted if d not in found), key=lambda d: -len(texts[d]))
+    bar = tqdm(total=len(fresh), desc="embedding", unit="text", disable=not progress)
+    for start in range(0, len(fresh), EMBED_BLOCK):
+        block = fresh[start : start + EMBED_BLOCK]
+        vectors = embedder.embed_documents([texts[digest] for digest in block])
+        found.update(zip(block, vectors, strict=True))
+        bar.update(len(block))
+    bar.close()
+    report.embedded = len(fresh)
+    report.vectors_reused = len(to_embed) - len(fresh)
+    log.info("vectors: %d chunks written, %d texts embedded, %d reused", report.written,
+             report.embedded, report.vectors_reused)
+    return np.stack([found[digest] for _, _, digest in to_embed])
 
 
 def index_is_current(settings: Settings) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -18,10 +21,83 @@ log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
+TERMS_FILE = "terms.json"
+
+
+def lexical_text(chunk: Chunk) -> str:
+    """What BM25 reads of a clause: its section titles, its list lead-in and its words."""
+    return " ".join([*chunk.title_path, chunk.context, chunk.text])
+
+
 def chunk_terms(chunk: Chunk) -> list[str]:
     """What BM25 sees of a clause: its section titles, its list lead-in and its words."""
-    text = " ".join([*chunk.title_path, chunk.context, chunk.text])
-    return analyse(text, chunk.language)
+    return analyse(lexical_text(chunk), chunk.language)
+
+
+def terms_digest(chunk: Chunk) -> str:
+    """Identifies the analysis of a chunk: same text and language → same terms."""
+    return hashlib.sha1(f"{chunk.language}\0{lexical_text(chunk)}".encode()).hexdigest()
+
+
+@dataclass
+class TermsUpdate:
+    """What one incremental build did: chunks analysed now vs. terms taken from disk."""
+
+    analysed: int = 0
+    reused: int = 0
+
+
+class TermStore:
+    """The analysed terms of every indexed chunk (chunk id → digest, terms), saved beside the
+    BM25 index so an ingest analyses only added or changed chunks."""
+
+    def __init__(self, entries: dict[str, tuple[str, list[str]]] | None = None) -> None:
+        self.entries = entries or {}
+
+    @classmethod
+    def load(cls, directory: Path) -> TermStore:
+        path = directory / TERMS_FILE
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except ValueError:
+            log.warning("%s is unreadable; every chunk will be analysed again", path)
+            return cls()
+        return cls({chunk_id: (digest, terms) for chunk_id, (digest, terms) in data.items()})
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / TERMS_FILE
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.entries, ensure_ascii=False), "utf-8")
+        os.replace(temporary, target)
+
+    def update(self, chunks: Sequence[Chunk]) -> tuple[list[list[str]], TermsUpdate]:
+        """The terms of ``chunks`` in order: stored ones reused (by chunk id and digest, or
+        another chunk with the same text), the rest analysed; entries of other chunks are
+        dropped."""
+        by_digest = {digest: terms for digest, terms in self.entries.values()}
+        entries: dict[str, tuple[str, list[str]]] = {}
+        stats = TermsUpdate()
+        corpus: list[list[str]] = []
+        for chunk in chunks:
+            digest = terms_digest(chunk)
+            stored = self.entries.get(chunk.id)
+            if stored is not None and stored[0] == digest:
+                terms = stored[1]
+                stats.reused += 1
+            elif digest in by_digest:
+                terms = by_digest[digest]
+                stats.reused += 1
+            else:
+                terms = chunk_terms(chunk)
+                by_digest[digest] = terms
+                stats.analysed += 1
+            entries[chunk.id] = (digest, terms)
+            corpus.append(terms)
+        self.entries = entries
+        return corpus, stats
 
 
 class LexicalIndex:
@@ -34,11 +110,27 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk]) -> LexicalIndex:
+        return cls.from_terms(chunks, [chunk_terms(chunk) for chunk in chunks])
+
+    @classmethod
+    def from_terms(cls, chunks: Sequence[Chunk], corpus: Sequence[list[str]]) -> LexicalIndex:
+        """BM25 over already analysed chunks (``corpus[i]`` are the terms of ``chunks[i]``)."""
         bm25 = bm25s.BM25()
-        corpus = [chunk_terms(chunk) or [""] for chunk in chunks]
         if corpus:
-            bm25.index(corpus, show_progress=False)
+            bm25.index([terms or [""] for terms in corpus], show_progress=False)
         return cls([c.id for c in chunks], [c.policy for c in chunks], bm25)
+
+    @classmethod
+    def update(cls, directory: Path, chunks: Sequence[Chunk]) -> TermsUpdate:
+        """Rebuild the index saved in ``directory`` for ``chunks``, analysing only the chunks
+        whose terms are not stored there yet (bm25s has no incremental add; rebuilding its
+        matrix from stored terms is cheap next to stemming)."""
+        terms = TermStore.load(directory)
+        corpus, stats = terms.update(chunks)
+        cls.from_terms(chunks, corpus).save(directory)
+        terms.save(directory)
+        log.info("lexical index: %d chunks analysed, %d reused", stats.analysed, stats.reused)
+        return stats
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

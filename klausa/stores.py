@@ -15,6 +15,8 @@ from klausa.embeddings import Embedder
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
+#: Rows per Chroma write or read (its maximum batch is a few thousand).
+WRITE_PAGE = 1000
 
 
 class IndexMissingError(RuntimeError):
@@ -26,6 +28,14 @@ class VectorStore(Protocol):
 
     def upsert(
         self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]
+    ) -> None: ...
+
+    def add_vectors(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict],
     ) -> None: ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -105,9 +115,27 @@ class ChromaStore:
     def upsert(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> None:
         self.store.add_texts(list(texts), metadatas=list(metadatas), ids=list(ids))
 
+    def add_vectors(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict],
+    ) -> None:
+        """Store vectors computed (or reused) by the caller, in pages Chroma accepts."""
+        collection = self.store._collection
+        for start in range(0, len(ids), WRITE_PAGE):
+            end = start + WRITE_PAGE
+            collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=np.asarray(vectors[start:end], dtype=np.float32),
+                documents=list(texts[start:end]),
+                metadatas=list(metadatas[start:end]),
+            )
+
     def delete(self, ids: Sequence[str]) -> None:
-        if ids:
-            self.store.delete(ids=list(ids))
+        for start in range(0, len(ids), WRITE_PAGE):
+            self.store.delete(ids=list(ids[start : start + WRITE_PAGE]))
 
     def search(
         self, vector: np.ndarray, k: int, policies: Sequence[str] | None = None
@@ -119,13 +147,15 @@ class ChromaStore:
         return [(doc.id or "", 1.0 - float(distance)) for doc, distance in results]
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        if not ids:
-            return {}
-        found = self.store.get(ids=list(ids), include=["embeddings"])
-        return {
-            chunk_id: np.asarray(vector, dtype=np.float32)
-            for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
-        }
+        found_vectors: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), WRITE_PAGE):
+            found = self.store.get(ids=list(ids[start : start + WRITE_PAGE]),
+                                   include=["embeddings"])
+            found_vectors.update(
+                (chunk_id, np.asarray(vector, dtype=np.float32))
+                for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
+            )
+        return found_vectors
 
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.pipeline import index_is_current, ingest
+from ingest.pipeline import embedding_text, index_is_current, ingest
 from klausa.catalog import Catalog
 from klausa.cli import cli
 from klausa.embeddings import Embedder
@@ -167,3 +167,78 @@ def test_show_unknown_label_exits_2_with_the_closest_labels(seed_settings: Setti
     assert code == 2 and "C.1.8" in output
     code, output = run_cli(seed_settings, "show", "jubelo", "GOVERNING LAW")
     assert code == 2 and "jubelio" in output
+
+
+def without_policy(manifest: Path, policy_id: str) -> str:
+    """Drop one policy from a manifest; return the original text."""
+    original = manifest.read_text("utf-8")
+    entries = original.split("[[policy]]")
+    manifest.write_text("[[policy]]".join(e for e in entries if f'id = "{policy_id}"' not in e))
+    return original
+
+
+def test_adding_a_policy_analyses_only_its_chunks_and_answers_match_a_full_rebuild(
+    tmp_path: Path, corpus_copy: Path, embedder: Embedder
+) -> None:
+    import shutil
+
+    from klausa.assistant import Assistant
+    from klausa.evaluation import load_cases
+    from klausa.lexical import TERMS_FILE, LexicalIndex
+
+    settings = make_settings(tmp_path / "data", corpus_copy)
+    manifest = corpus_copy / "policies.toml"
+    original = without_policy(manifest, "netmarks")
+    first = ingest(settings, embedder=embedder)
+    assert first.analysed == sum(p.chunks for p in first.policies) > 0
+
+    manifest.write_text(original, "utf-8")
+    report = ingest(settings, embedder=embedder)
+    netmarks = next(p for p in report.policies if p.policy == "netmarks")
+    assert netmarks.added == netmarks.chunks == report.written > 0
+    assert report.analysed == netmarks.chunks
+    assert report.terms_reused == sum(p.chunks for p in report.policies) - netmarks.chunks
+    assert (settings.lexical_dir / TERMS_FILE).exists()
+
+    # The same index rebuilt from scratch: every chunk analysed again, the vectors shared.
+    rebuilt = make_settings(tmp_path / "rebuilt", corpus_copy)
+    shutil.copytree(settings.data_dir / "index", rebuilt.data_dir / "index")
+    catalog = Catalog.load(rebuilt.catalog_dir)
+    shutil.rmtree(rebuilt.lexical_dir)
+    LexicalIndex.build(list(catalog.chunks.values())).save(rebuilt.lexical_dir)
+
+    incremental = Assistant(settings, embedder=embedder)
+    full = Assistant(rebuilt, embedder=embedder)
+    cases = load_cases(Path(__file__).parent / "qa" / "dev.jsonl")[::4]
+    assert cases
+    for case in cases:
+        a = incremental.ask(case.question, policy=case.policy)
+        b = full.ask(case.question, policy=case.policy)
+        assert (a.refused, a.answer) == (b.refused, b.answer), case.question
+        assert [(h.chunk.id, round(h.score, 6)) for h in a.hits] == [
+            (h.chunk.id, round(h.score, 6)) for h in b.hits
+        ], case.question
+
+
+def test_a_renamed_policy_reuses_its_vectors(
+    tmp_path: Path, corpus_copy: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "data", corpus_copy)
+    ingest(settings, embedder=embedder)
+    manifest = corpus_copy / "policies.toml"
+    manifest.write_text(manifest.read_text("utf-8").replace('id = "netmarks"',
+                                                            'id = "netmarks-renamed"'))
+    report = ingest(settings, embedder=embedder)
+    renamed = next(p for p in report.policies if p.policy == "netmarks-renamed")
+    assert renamed.added == report.written == renamed.chunks > 0
+    assert report.embedded == 0 and report.vectors_reused == renamed.chunks
+    assert next(p for p in report.policies if p.policy == "netmarks").removed == renamed.chunks
+    # The copied vectors are what the model gives for those texts.
+    ids = [i for i, (p, _) in open_store(settings, embedder).digests().items()
+           if p == "netmarks-renamed"]
+    stored = open_store(settings, embedder).vectors(ids)
+    chunks = Catalog.load(settings.catalog_dir).chunks
+    fresh = embedder.embed_documents([embedding_text(chunks[i]) for i in ids])
+    assert len(ids) == renamed.chunks
+    for chunk_id, vector in zip(ids, fresh, strict=True):
+        assert float(stored[chunk_id] @ vector) > 0.9999
