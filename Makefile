@@ -2,28 +2,33 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Re-install whenever pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Re-install whenever pyproject.toml changes. The app needs the base install (plus the `llm`
+# extra when KLAUSA_LLM asks for a chat model); the tests need everything (`dev` includes `llm`).
+SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+APP_EXTRAS := $(if $(filter-out none,$(KLAUSA_LLM)),llm,base)
+APP_STAMP := $(VENV)/.installed-$(APP_EXTRAS)-$(SUM)
+DEV_STAMP := $(VENV)/.installed-dev-$(SUM)
 PORT ?= 8501
 
 .PHONY: run test setup ingest services bench
 
-run: $(STAMP)
+run: $(APP_STAMP)
 	$(BIN)/klausa ingest --if-stale
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: $(STAMP) services
+test: $(DEV_STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-setup: $(STAMP)
+setup: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%-$(SUM): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml to the CPU build; one install resolves everything.
-	$(BIN)/pip install --quiet -e ".[dev]"
-	rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet -e ".$(if $(filter base,$*),,[$*])"
+	# The dev install holds every extra, so it satisfies the app's stamps too.
+	$(if $(filter dev,$*),touch $(VENV)/.installed-base-$(SUM) $(VENV)/.installed-llm-$(SUM))
 	touch $@
 
 # What the tests start themselves: Debian's Chromium for the end-to-end test (Playwright
@@ -37,8 +42,8 @@ services:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-ingest: $(STAMP)
+ingest: $(APP_STAMP)
 	$(BIN)/klausa ingest
 
-bench: $(STAMP)
+bench: $(APP_STAMP)
 	$(BIN)/python bench/run.py

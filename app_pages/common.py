@@ -118,6 +118,9 @@ def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) 
             st.warning(answer_markdown(answer), icon=":material/block:")
     else:
         text = answer_markdown(answer)
+        generation = answer.trace.get("generation")
+        if isinstance(generation, dict) and not generation.get("passed"):
+            st.caption(ui(language, "generation_rejected"))
         if stream:
             st.write_stream(stream_words(text))
         else:
@@ -141,10 +144,19 @@ def ask(assistant: Assistant, question: str) -> None:
     with st.chat_message("user"):
         st.text(question)
     with st.chat_message("assistant"):
+        draft = st.empty()
+        written: list[str] = []
+
+        def show_draft(text: str) -> None:
+            # The generated answer as it is written; replaced once it has been verified.
+            written.append(text)
+            draft.markdown(f"{escape_markdown(''.join(written))} ▌  \n"
+                           f":gray[{ui(interface_language(), 'drafting')}]")
+
         try:
             with st.spinner(ui(interface_language(), "thinking")):
                 answer = assistant.ask(question, policy=policy, history=history,
-                                       language=language)
+                                       language=language, on_text=show_draft)
         except QuestionError as error:
             st.error(str(error))
             return
@@ -152,12 +164,13 @@ def ask(assistant: Assistant, question: str) -> None:
             log.exception("answering failed")
             st.error(ui(interface_language(), "error"))
             return
+        draft.empty()
         state.detected_language = answer.language
         message = {"id": uuid.uuid4().hex, "question": question,
                    "answer": answer.model_dump(mode="json"),
                    "answer_id": answer_log().record(answer, state.session_id)}
         state.messages.append(message)
-        render_answer(assistant, message, stream=True)
+        render_answer(assistant, message, stream=not written)
 
 
 

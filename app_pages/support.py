@@ -11,7 +11,7 @@ from app_pages.common import (
     load_assistant,
     staff_signed_in,
 )
-from klausa.ui import ui
+from klausa.ui import escape_markdown, ui
 
 
 def support_page() -> None:
@@ -63,6 +63,14 @@ def support_page() -> None:
         f"candidates). Support {support} against the refusal threshold "
         f"{answer.trace.get('refusal_threshold')}; searched: {answer.trace.get('policies')}."
     )
+    generation = answer.trace.get("generation")
+    if isinstance(generation, dict):
+        verdict = "passed" if generation.get("passed") else "failed: " + "; ".join(
+            generation.get("problems", []))
+        st.markdown(f"**Generated answer** ({escape_markdown(str(generation.get('provider')))}, "
+                    f"{generation.get('ms', '–')} ms): verification {escape_markdown(verdict)}")
+        if generation.get("raw"):
+            st.code(generation["raw"], language=None, wrap_lines=True)
     st.json({"timings_ms": answer.timings_ms, "trace": answer.trace}, expanded=False)
 
 

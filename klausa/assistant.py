@@ -6,13 +6,17 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from langchain_core.language_models import BaseChatModel
+
 from klausa.catalog import Catalog
+from klausa.chat_models import ChatModelError
 from klausa.compose import choose, cite, render_answer, render_refusal
 from klausa.embeddings import Embedder, load_embedder
+from klausa.generate import Generator
 from klausa.lexical import LexicalIndex, chunk_terms
 from klausa.prompts import phrase
 from klausa.retrieve import Query, Retriever
@@ -88,9 +92,12 @@ class Assistant:
         *,
         embedder: Embedder | None = None,
         retriever: str | None = None,
+        chat_model: BaseChatModel | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._embedder = embedder
+        self._chat_model = chat_model
+        self._generator_error: str | None = None
         self.mode = retriever or self.settings.retriever
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
@@ -99,6 +106,17 @@ class Assistant:
     @cached_property
     def embedder(self) -> Embedder:
         return self._embedder or load_embedder(self.settings)
+
+    @cached_property
+    def generator(self) -> Generator | None:
+        """The generative stage (``settings.llm``), or None for extractive answers only."""
+        if not self.wants_generation:
+            return None
+        from klausa.chat_models import load_chat_model
+
+        model = self._chat_model or load_chat_model(self.settings)
+        provider = self.settings.llm if self._chat_model is None else type(model).__name__
+        return Generator(model, provider, self.settings.llm_sources)
 
     def snapshot(self) -> Snapshot:
         """The index generation that is current now. A question uses one snapshot from start
@@ -173,7 +191,12 @@ class Assistant:
         policy: str | None = None,
         history: Sequence[Turn | Answer | str] = (),
         language: Language | None = None,
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
+        """Answer ``question``. With a chat model configured, an answered (not refused)
+        question also gets a generated answer, verified against the clauses; ``on_text``
+        receives its words as they are written (before verification)."""
         started = time.perf_counter()
         text, language = self.check_question(question, language)
         snapshot = self.snapshot()
@@ -233,7 +256,7 @@ class Assistant:
         timings = dict(retrieval.timings_ms)
         timings["compose"] = (time.perf_counter() - compose_started) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
-        return Answer(
+        answer = Answer(
             question=question,
             language=language,
             answer=answer_text,
@@ -252,6 +275,26 @@ class Assistant:
                 "refusal_threshold": self.settings.refusal_threshold,
             },
         )
+        if refused or not citations or not self.wants_generation:
+            return answer
+        generator = None
+        if self._generator_error is None:
+            try:
+                generator = self.generator
+            except ChatModelError as error:
+                # Remembered: a model that cannot load is not retried on every question.
+                self._generator_error = str(error)
+                log.error("generative answers are off: %s", error)
+        if generator is None:
+            unavailable = {"provider": self.settings.llm, "passed": False,
+                           "problems": [f"unavailable: {self._generator_error}"]}
+            return answer.model_copy(update={"trace": {**answer.trace,
+                                                       "generation": unavailable}})
+        return generator(answer, hits, catalog, on_text)
+
+    @property
+    def wants_generation(self) -> bool:
+        return self._chat_model is not None or self.settings.llm != "none"
 
     def choose_across_policies(
         self, snapshot: Snapshot, ranked: list[Hit], variants: list[set[str]]

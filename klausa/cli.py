@@ -160,6 +160,8 @@ def show(settings: Settings, policy: str, label: str, as_json: bool) -> None:
     "--lang", type=click.Choice(["en", "id"]), help="Answer language (default: the question's)."
 )
 @click.option("--retriever", type=click.Choice(["hybrid", "dense", "bm25"]))
+@click.option("--llm", type=click.Choice(["none", "local", "openai", "ollama"]),
+              help="Generative answers from this chat model (default: KLAUSA_LLM).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Answer as JSON.")
 @click.pass_obj
 def ask(
@@ -168,6 +170,7 @@ def ask(
     policy: str | None,
     lang: str | None,
     retriever: str | None,
+    llm: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION, citing the section it comes from."""
@@ -176,6 +179,8 @@ def ask(
     from klausa.embeddings import ModelLoadError
     from klausa.stores import IndexMissingError
 
+    if llm:
+        settings = settings.model_copy(update={"llm": llm})
     assistant = Assistant(settings, retriever=retriever)
     try:
         answer = assistant.ask(question, policy=policy, language=lang)  # type: ignore[arg-type]
@@ -186,6 +191,10 @@ def ask(
     if as_json:
         click.echo(answer.model_dump_json(indent=2))
         return
+    generation = answer.trace.get("generation")
+    if isinstance(generation, dict) and not generation["passed"]:
+        click.echo("note: the generated answer was not used (" + "; ".join(
+            generation["problems"]) + "); this is the extractive answer.", err=True)
     click.echo(answer.answer)
     if answer.citations:
         click.echo("")
@@ -223,6 +232,8 @@ def ask(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Minimum figures (TOML); default: thresholds.toml beside FILE, if any.",
 )
+@click.option("--llm", type=click.Choice(["none", "local", "openai", "ollama"]),
+              help="Generative answers from this chat model (default: KLAUSA_LLM).")
 @click.option("--limit", type=int, help="Only the first N questions.")
 @click.option("--calibrate", is_flag=True,
               help="Also print the refusal weights and threshold this set supports best.")
@@ -236,6 +247,7 @@ def evaluate(
     json_out: Path | None,
     thresholds: Path | None,
     limit: int | None,
+    llm: str | None,
     calibrate: bool,
 ) -> None:
     """Run a Q&A set through the assistant and report hit@k, citations, refusals, latency."""
@@ -248,6 +260,8 @@ def evaluate(
     if unknown:
         fail(f"unknown retriever(s): {', '.join(sorted(unknown))}", EXIT_USAGE)
     thresholds = thresholds or (file.parent / "thresholds.toml")
+    if llm:
+        settings = settings.model_copy(update={"llm": llm})
     with tempfile.TemporaryDirectory(prefix="klausa-eval-") as scratch:
         if corpus is not None:
             settings = settings.model_copy(

@@ -242,6 +242,17 @@ def score(records: Iterable[dict]) -> dict:
     latencies = [r["latency_ms"] for r in records]
     figures["latency_p50_ms"] = _percentile(latencies, 0.50)
     figures["latency_p95_ms"] = _percentile(latencies, 0.95)
+    generations = [r["trace"]["generation"] for r in records
+                   if isinstance(r.get("trace", {}).get("generation"), dict)]
+    if generations:
+        # Generative mode: how many generated answers passed verification, and how long the
+        # model took (the latency above includes it).
+        figures["generated"] = len(generations)
+        figures["generation_passed"] = _ratio(sum(1 for g in generations if g["passed"]),
+                                              len(generations))
+        generate_ms = [g["ms"] for g in generations if "ms" in g]
+        figures["generate_p50_ms"] = _percentile(generate_ms, 0.50)
+        figures["generate_p95_ms"] = _percentile(generate_ms, 0.95)
     return figures
 
 
@@ -281,6 +292,13 @@ COLUMNS = [
     ("latency_p95_ms", "p95ms"),
 ]
 
+GENERATION_COLUMNS = [
+    ("generated", "gen"),
+    ("generation_passed", "verif"),
+    ("generate_p50_ms", "genp50"),
+    ("generate_p95_ms", "genp95"),
+]
+
 
 def format_report(name: str, figures: dict) -> str:
     def cell(value: object) -> str:
@@ -290,13 +308,14 @@ def format_report(name: str, figures: dict) -> str:
             return f"{value:.3f}"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    header = f"{name:<22}" + "".join(f"{title:>8}" for _, title in COLUMNS)
+    columns = COLUMNS + (GENERATION_COLUMNS if "generated" in figures["overall"] else [])
+    header = f"{name:<22}" + "".join(f"{title:>8}" for _, title in columns)
     lines = [header, "-" * len(header)]
     rows = [("overall", figures["overall"])]
     rows += [(k, v) for k, v in figures["by_pair"].items()]
     rows += [(k, v) for k, v in figures["by_policy"].items()]
     for title, values in rows:
-        lines.append(f"{title:<22}" + "".join(f"{cell(values.get(key)):>8}" for key, _ in COLUMNS))
+        lines.append(f"{title:<22}" + "".join(f"{cell(values.get(key)):>8}" for key, _ in columns))
     return "\n".join(lines)
 
 

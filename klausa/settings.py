@@ -46,8 +46,21 @@ class Settings(BaseSettings):
     #: Weight of "share of the question's terms that no policy uses" (subtracted).
     unknown_weight: float = 0.05
 
-    #: ``none`` (extractive answers, the default).
-    llm: Literal["none"] = "none"
+    #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
+    #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:
+    #: vLLM, llama.cpp server, …) or ``ollama``. Every generated answer is verified against
+    #: the retrieved clauses; one that fails falls back to the extractive answer.
+    llm: Literal["none", "local", "openai", "ollama"] = "none"
+    #: Model name for ``openai``/``ollama``; for ``local``, a GGUF file to use instead of the
+    #: bundled one.
+    llm_model: str | None = None
+    #: Base URL of the ``openai``/``ollama`` endpoint (e.g. ``http://127.0.0.1:8080/v1``).
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_max_tokens: int = Field(200, ge=16, le=2048)
+    llm_timeout_s: float = Field(120.0, gt=0)
+    #: Clauses given to the model (the extractive answer's citations first).
+    llm_sources: int = Field(3, ge=1, le=8)
     #: Policy id the app starts on (a single-company deployment); unset → all policies.
     default_policy: str | None = None
     #: SQLAlchemy URL of the answer log (e.g. ``postgresql+psycopg://…``); unset → SQLite

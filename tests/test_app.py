@@ -111,3 +111,38 @@ def test_staff_pages_are_off_without_a_password(
     app.switch_page("app_pages/library.py").run()
     assert "KLAUSA_ADMIN_PASSWORD" in app.info[0].value
     assert not app.text_input
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_generated_answer_in_the_chat(seed_settings: Settings, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, verified: bool) -> None:
+    """KLAUSA_LLM on: a verified generation is the answer, with the same citation card; one
+    that fails verification shows the clause and says why."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    import klausa.chat_models
+
+    quote = "We will not sell or rent your Personal Data."
+    reply = (f'QUOTE [1]: "{quote}"\nANSWER: No. Jubelio will not sell or rent it [1].'
+             if verified else f'QUOTE [1]: "{quote}"\nANSWER: Yes, Jubelio sells your data [1].')
+    monkeypatch.setattr(klausa.chat_models, "load_chat_model", lambda settings:
+                        GenericFakeChatModel(messages=iter([AIMessage(content=reply)])))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "index").symlink_to(seed_settings.index_dir)
+    monkeypatch.setenv("KLAUSA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("KLAUSA_MODELS_PATH", str(seed_settings.models_dir))
+    monkeypatch.setenv("KLAUSA_LLM", "openai")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    ask(at, "Does Jubelio sell my personal data?")
+    text = markdown_text(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert f'<mark class="klausa-quote">{quote}</mark>' in text
+    if verified:
+        assert "No\\. Jubelio will not sell or rent it \\(§DISCLOSURE" in text
+        assert "could not be checked" not in captions
+    else:
+        assert "Jubelio sells" not in text
+        assert "could not be checked against the clause" in captions

@@ -1,0 +1,156 @@
+"""Generative answers: verified quotes, labels and yes/no, with a fallback to the extractive
+answer. Scripted chat models (LangChain's fakes) drive the plumbing through the real model and
+index; one test runs the bundled local model end to end."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from klausa.assistant import Assistant
+from klausa.chat_models import ChatModelError, load_chat_model
+from klausa.generate import Draft, Source, find_quote, parse, verify
+from klausa.settings import Settings
+from tests.conftest import MODELS
+
+SELLS = "Does Jubelio sell my personal data?"
+SELLS_ID = "Apakah Jubelio menjual data pribadi saya?"
+NOT_SELL = "We will not sell or rent your Personal Data."
+
+
+def scripted(*replies: str) -> GenericFakeChatModel:
+    """A chat model that streams the given replies, one per question, word by word."""
+    return GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
+
+
+def generated(seed_settings: Settings, embedder, reply: str, question: str = SELLS,
+              **ask: object):
+    assistant = Assistant(seed_settings, embedder=embedder, chat_model=scripted(reply))
+    streamed: list[str] = []
+    answer = assistant.ask(question, on_text=streamed.append, **ask)  # type: ignore[arg-type]
+    return answer, "".join(streamed)
+
+
+def test_a_verified_generation_is_the_answer(seed_settings, embedder):
+    reply = f'QUOTE [1]: "{NOT_SELL}"\nANSWER: No. Jubelio will not sell or rent your data [1].'
+    answer, streamed = generated(seed_settings, embedder, reply)
+    generation = answer.trace["generation"]
+    assert generation["passed"], generation["problems"]
+    assert answer.answer.startswith("No. Jubelio will not sell or rent your data (§DISCLOSURE")
+    assert NOT_SELL in answer.answer  # the quote follows the sentence, as a blockquote
+    # The citation card highlights exactly the words the model quoted.
+    (citation,) = answer.citations
+    assert citation.policy == "jubelio"
+    assert citation.quote == NOT_SELL
+    assert citation.text[citation.quote_start : citation.quote_end] == NOT_SELL
+    # The asker saw the answer part stream in, not the quote-first scaffolding.
+    assert "No. Jubelio will not sell" in streamed
+    assert "QUOTE" not in streamed
+    assert answer.timings_ms["generate"] > 0
+
+
+def test_indonesian_question_gets_indonesian_generation(seed_settings, embedder):
+    reply = f'KUTIPAN [1]: "{NOT_SELL}"\nJAWABAN: Tidak. Jubelio tidak akan menjual atau ' \
+            "menyewakan data pribadi Anda [1]."
+    answer, _ = generated(seed_settings, embedder, reply, SELLS_ID)
+    assert answer.trace["generation"]["passed"], answer.trace["generation"]["problems"]
+    assert answer.language == "id"
+    assert answer.answer.startswith("Tidak. Jubelio tidak akan menjual")
+    assert "Kutipan dari teks bahasa Inggris" in answer.answer
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        # A quote the policy never says.
+        ('QUOTE [1]: "We sell your personal data to advertisers."\n'
+         "ANSWER: Yes, Jubelio sells it [1].", "quote not in the clauses"),
+        # A label that was not retrieved.
+        (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: No, see [§Z.9].', "foreign label"),
+        (f'QUOTE [7]: "{NOT_SELL}"\nANSWER: No, it does not [7].', "foreign label"),
+        # "will not sell" → "Yes, it sells": the failure seen with the bundled model.
+        (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: Yes, Jubelio sells your personal data [1].',
+         "negation"),
+        # Not in the asker's language.
+        (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: Tidak, Jubelio tidak menjual data pribadi Anda [1].',
+         "language"),
+        # No quote at all.
+        ("ANSWER: No, they promise not to.", "format: no quote"),
+    ],
+)
+def test_a_bad_generation_falls_back_to_the_extractive_answer(
+    seed_settings, embedder, assistant, reply, problem
+):
+    answer, _ = generated(seed_settings, embedder, reply)
+    extractive = assistant.ask(SELLS)
+    generation = answer.trace["generation"]
+    assert not generation["passed"]
+    assert any(p.startswith(problem) for p in generation["problems"]), generation["problems"]
+    assert generation["raw"] == reply
+    # The asker gets exactly what the extractive mode says, with its citation.
+    assert answer.answer == extractive.answer
+    assert [c.label for c in answer.citations] == [c.label for c in extractive.citations]
+
+
+def test_a_refusal_is_never_generated(seed_settings, embedder):
+    model = scripted("ANSWER: Yes, refunds take 3 days.")
+    assistant = Assistant(seed_settings, embedder=embedder, chat_model=model)
+    answer = assistant.ask("What is the refund policy for a broken laptop at Lacimart?")
+    assert answer.refused
+    assert "generation" not in answer.trace
+    assert "3 days" not in answer.answer
+
+
+def test_a_failing_chat_model_keeps_the_extractive_answer(seed_settings, embedder, assistant):
+    class Down(GenericFakeChatModel):
+        def _stream(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise ConnectionError("connection refused")
+
+    answer = Assistant(seed_settings, embedder=embedder,
+                       chat_model=Down(messages=iter([]))).ask(SELLS)
+    assert answer.answer == assistant.ask(SELLS).answer
+    assert answer.trace["generation"]["problems"] == [
+        "error: ConnectionError: connection refused"
+    ]
+
+
+def test_a_model_that_cannot_load_says_why_and_answers_anyway(seed_settings, embedder):
+    settings = seed_settings.model_copy(update={"llm": "local",
+                                                "llm_model": "/nonexistent/model.gguf"})
+    with pytest.raises(ChatModelError, match="no such GGUF file"):
+        load_chat_model(settings)
+    answer = Assistant(settings, embedder=embedder).ask(SELLS)
+    assert not answer.refused and answer.citations[0].policy == "jubelio"
+    assert answer.trace["generation"]["problems"][0].startswith("unavailable:")
+
+
+def test_quotes_match_across_whitespace_and_typography_but_not_other_words(assistant):
+    hit = assistant.ask(SELLS).hits[0]
+    source = Source(1, hit.chunk, "Jubelio Privacy Notice")
+    assert find_quote("we   will not\nsell or rent", [source], None)
+    assert find_quote("We will … rent your Personal Data", [source], None)
+    assert not find_quote("We will sell or rent", [source], None)
+    assert not find_quote("rent your Personal Data … We will not sell", [source], None)
+
+
+def test_parse_reads_either_languages_tags():
+    draft = parse('KUTIPAN [2]: “Kami tidak menjual data”\nANSWER: No [2].')
+    assert draft.quotes == [("2", "Kami tidak menjual data")]
+    assert draft.answer == "No [2]."
+    assert draft.references == ["2", "2"]
+    assert not verify(Draft(), [], "x", "en").passed
+
+
+def test_the_bundled_local_model_answers_with_a_verified_quote(seed_settings, embedder):
+    settings = seed_settings.model_copy(update={"llm": "local", "models_path": MODELS})
+    assistant = Assistant(settings, embedder=embedder)
+    streamed: list[str] = []
+    answer = assistant.ask(SELLS, on_text=streamed.append)
+    generation = answer.trace["generation"]
+    assert generation["provider"] == "local"
+    assert generation["passed"], (generation["problems"], generation["raw"])
+    assert answer.citations[0].policy == "jubelio"
+    assert answer.citations[0].quote in answer.citations[0].text
+    assert answer.answer.lower().startswith("no")
+    assert streamed
