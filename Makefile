@@ -8,6 +8,11 @@ SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
 APP_EXTRAS := $(if $(filter-out none,$(KLAUSA_LLM)),llm,base)
 APP_STAMP := $(VENV)/.installed-$(APP_EXTRAS)-$(SUM)
 DEV_STAMP := $(VENV)/.installed-dev-$(SUM)
+# llama.cpp (the `llm` extra) builds from source. A native build enables ggml's AMX kernels on
+# CPUs that report AMX, and those crash (segfault in decode) on these virtual machines; a
+# portable AVX2 build does not. The same flags give the same wheel in pip's cache.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 PORT ?= 8501
 
 .PHONY: run test setup ingest services bench
@@ -26,7 +31,8 @@ $(VENV)/.installed-%-$(SUM): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml to the CPU build; one install resolves everything.
-	$(BIN)/pip install --quiet -e ".$(if $(filter base,$*),,[$*])"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  $(BIN)/pip install --quiet -e ".$(if $(filter base,$*),,[$*])"
 	# The dev install holds every extra, so it satisfies the app's stamps too.
 	$(if $(filter dev,$*),touch $(VENV)/.installed-base-$(SUM) $(VENV)/.installed-llm-$(SUM))
 	touch $@
