@@ -282,6 +282,8 @@ class QueryTerms:
 def query_term_groups(
     text: str, language: Language, lexicon: Lexicon | None = None
 ) -> QueryTerms:
+    """Own-language terms, their lexicon translations and other wordings, and words typed in
+    the other language, so BM25 crosses languages."""
     lexicon = lexicon or default_lexicon()
     terms = analyse(text, language)
     other: Language = "id" if language == "en" else "en"
@@ -300,16 +302,6 @@ def query_term_groups(
         side.update(kept)
         groups.append(tuple(kept))
     return QueryTerms(*groups)
-
-
-def query_terms(text: str, language: Language, lexicon: Lexicon | None = None) -> list[str]:
-    """Own-language terms plus their lexicon translations, so BM25 crosses languages."""
-    terms = analyse(text, language)
-    other: Language = "id" if language == "en" else "en"
-    translated = (lexicon or default_lexicon()).translate(terms, language)
-    # Words typed in the other language ("cookies", "OTP") are searched as they are too.
-    raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]
-    return list(dict.fromkeys([*terms, *translated, *raw]))
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
