@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 PORT ?= 8501
 
-.PHONY: run test setup ingest services bench
+.PHONY: run test setup ingest services bench bench-scale
 
 run: $(APP_STAMP)
 	$(BIN)/klausa ingest --if-stale
@@ -53,3 +53,9 @@ ingest: $(APP_STAMP)
 
 bench: $(APP_STAMP)
 	$(BIN)/python bench/run.py
+
+# Synthetic corpus of ~1,000 policies (~90k chunks) built from the seeds and the PolicyQA
+# policies in ../shared/external; SIZES=5,100 for a shorter run.
+SIZES ?= 5,100,1000
+bench-scale: $(APP_STAMP)
+	$(BIN)/python bench/scale.py --sizes $(SIZES)
