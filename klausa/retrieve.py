@@ -19,8 +19,8 @@ from klausa.types import Hit, Language
 log = logging.getLogger(__name__)
 
 RETRIEVERS = ("hybrid", "dense", "bm25")
-#: BM25 weight of each group of query terms (``QueryTerms``): the question's own words count
-#: fully, the lexicon's canonical translation nearly so, its other wordings less.
+#: BM25 weight of each group of query terms (``QueryTerms``). A grid on the dev split found
+#: equal weights best; the groups stay separate because each scores only its own language.
 TERM_WEIGHTS = {"own": 1.0, "translated": 1.0, "variants": 1.0, "synonyms": 1.0, "raw": 1.0}
 
 
@@ -167,4 +167,3 @@ class Retriever:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
-

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage
 
 from klausa.assistant import Assistant
 from klausa.chat_models import ChatModelError, load_chat_model
-from klausa.generate import Draft, Source, find_quote, parse, verify
+from klausa.generate import Draft, Source, find_quote, negated, parse, verify
 from klausa.settings import Settings
 from tests.conftest import MODELS
 
@@ -75,6 +75,9 @@ def test_indonesian_question_gets_indonesian_generation(seed_settings, embedder)
         # Not in the asker's language.
         (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: Tidak, Jubelio tidak menjual data pribadi Anda [1].',
          "language"),
+        # Claims the quoted words do not carry.
+        (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: No. Jubelio deletes your account after thirty days '
+         "and emails you a receipt [1].", "unsupported"),
         # No quote at all.
         ("ANSWER: No, they promise not to.", "format: no quote"),
     ],
@@ -140,6 +143,14 @@ def test_parse_reads_either_languages_tags():
     assert draft.answer == "No [2]."
     assert draft.references == ["2", "2"]
     assert not verify(Draft(), [], "x", "en").passed
+
+
+def test_negation_is_read_in_both_languages_but_not_in_idioms():
+    assert negated("We will not sell or rent your Personal Data.")
+    assert negated("We won't sell it") and negated("Kami tidak akan menjual data Anda")
+    # "including but not limited to" lists what *is* shared: a "Yes" may rest on it.
+    assert not negated("shared with partners, including but not limited to couriers")
+    assert not negated("termasuk namun tidak terbatas pada mitra pengiriman")
 
 
 def test_the_bundled_local_model_answers_with_a_verified_quote(seed_settings, embedder):
