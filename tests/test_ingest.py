@@ -242,3 +242,17 @@ def test_a_renamed_policy_reuses_its_vectors(
     assert len(ids) == renamed.chunks
     for chunk_id, vector in zip(ids, fresh, strict=True):
         assert float(stored[chunk_id] @ vector) > 0.9999
+
+
+def test_bfloat16_passages_stay_in_the_float32_vector_space(embedder: Embedder) -> None:
+    """KLAUSA_PASSAGE_PRECISION=bfloat16 (faster ingest) must give the same vectors, near enough
+    that a float32 query ranks them as before."""
+    texts = ["We will not sell or rent your Personal Data.",
+             "Kami dapat membagikan data pribadi Anda kepada mitra pengiriman."]
+    exact = embedder.embed_documents(texts)
+    embedder.passages_in_bfloat16 = True  # type: ignore[attr-defined]
+    try:
+        fast = embedder.embed_documents(texts)
+    finally:
+        embedder.passages_in_bfloat16 = False  # type: ignore[attr-defined]
+    assert (exact * fast).sum(axis=1).min() > 0.9995
