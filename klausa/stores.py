@@ -26,10 +26,6 @@ class IndexMissingError(RuntimeError):
 class VectorStore(Protocol):
     def digests(self) -> dict[str, tuple[str, str]]: ...
 
-    def upsert(
-        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]
-    ) -> None: ...
-
     def add_vectors(
         self,
         ids: Sequence[str],
@@ -111,9 +107,6 @@ class ChromaStore:
             chunk_id: (str((meta or {}).get("policy", "")), str((meta or {}).get("digest", "")))
             for chunk_id, meta in zip(found["ids"], found["metadatas"], strict=True)
         }
-
-    def upsert(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> None:
-        self.store.add_texts(list(texts), metadatas=list(metadatas), ids=list(ids))
 
     def add_vectors(
         self,

@@ -82,7 +82,6 @@ KILLED_INGEST = textwrap.dedent("""
     from pathlib import Path
     import ingest.pipeline as pipeline
     from klausa.settings import Settings
-    original = pipeline.ChromaStore_upsert = None
     from klausa import stores
     real = stores.ChromaStore.add_vectors
     def slow(self, *args, **kwargs):
