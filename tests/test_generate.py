@@ -4,12 +4,22 @@ index; one test runs the bundled local model end to end."""
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from klausa.assistant import Assistant
-from klausa.chat_models import ChatModelError, load_chat_model
+from klausa.chat_models import ChatModelError, ensure_local_gguf, load_chat_model
 from klausa.generate import Draft, Source, find_quote, negated, parse, verify
 from klausa.settings import Settings
 from tests.conftest import MODELS
@@ -165,3 +175,96 @@ def test_the_bundled_local_model_answers_with_a_verified_quote(seed_settings, em
     assert answer.citations[0].quote in answer.citations[0].text
     assert answer.answer.lower().startswith("no")
     assert streamed
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server with the bundled model, on a free port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_local_gguf(MODELS)),
+         "--model_alias", "qwen-local", "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "4096", "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None, "llama.cpp server exited"
+                assert time.monotonic() < deadline, "llama.cpp server did not start"
+                time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_openai_compatible_endpoint_answers_through_the_same_checks(seed_settings, embedder,
+                                                                     llama_server):
+    settings = seed_settings.model_copy(update={
+        "llm": "openai", "llm_base_url": llama_server, "llm_model": "qwen-local"})
+    answer = Assistant(settings, embedder=embedder).ask(SELLS)
+    generation = answer.trace["generation"]
+    assert generation["provider"] == "openai"
+    assert generation["passed"], (generation["problems"], generation["raw"])
+    assert answer.answer.lower().startswith("no")
+    assert answer.citations[0].policy == "jubelio"
+
+
+def test_an_endpoint_that_is_down_keeps_the_extractive_answer(seed_settings, embedder,
+                                                             assistant):
+    settings = seed_settings.model_copy(update={
+        "llm": "openai", "llm_base_url": f"http://127.0.0.1:{free_port()}/v1"})
+    answer = Assistant(settings, embedder=embedder).ask(SELLS)
+    assert answer.answer == assistant.ask(SELLS).answer
+    (problem,) = answer.trace["generation"]["problems"]
+    assert problem.startswith("error: ") and "Connection" in problem
+
+
+def test_ollama_mode_speaks_ollamas_chat_api(seed_settings, embedder):
+    """No Ollama server installs here (not on PyPI or Debian): a stub speaking its /api/chat
+    wire format checks the wiring — model name, the clauses in the prompt, streaming."""
+    reply = f'QUOTE [1]: "{NOT_SELL}"\nANSWER: No. Jubelio will not sell or rent it [1].'
+    requests: list[dict] = []
+
+    class OllamaStub(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.end_headers()
+            head = {"model": "qwen2.5:3b", "created_at": "2026-11-22T00:00:00Z"}
+            lines = [{**head, "done": False, "message": {"role": "assistant", "content": w + " "}}
+                     for w in reply.split(" ")]
+            lines.append({**head, "done": True, "done_reason": "stop", "eval_count": 1,
+                          "prompt_eval_count": 1, "message": {"role": "assistant", "content": ""}})
+            self.wfile.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OllamaStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = seed_settings.model_copy(update={
+            "llm": "ollama", "llm_model": "qwen2.5:3b",
+            "llm_base_url": f"http://127.0.0.1:{server.server_address[1]}"})
+        answer = Assistant(settings, embedder=embedder).ask(SELLS)
+    finally:
+        server.shutdown()
+    assert answer.trace["generation"]["passed"], answer.trace["generation"]
+    assert answer.answer.startswith("No. Jubelio will not sell or rent it")
+    (request,) = requests
+    assert request["model"] == "qwen2.5:3b"
+    assert NOT_SELL in request["messages"][-1]["content"]
