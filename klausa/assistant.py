@@ -160,8 +160,23 @@ class Assistant:
         return self.snapshot().catalog
 
     def warm(self) -> None:
-        """Load model and indexes now (a server calls this at start), not on first question."""
-        self.ask("warm up", language="en")
+        """Load the models and indexes now (a server calls this at start), not on the first
+        question; the chat model is loaded too, but nothing is generated."""
+        self.ask("warm up", language="en", generate=False)
+        if self.wants_generation:
+            self.load_generator()
+
+    def load_generator(self) -> Generator | None:
+        """The generator, or None when its model cannot load (remembered: a model that
+        cannot load is not retried on every question)."""
+        if self._generator_error is not None:
+            return None
+        try:
+            return self.generator
+        except ChatModelError as error:
+            self._generator_error = str(error)
+            log.error("generative answers are off: %s", error)
+            return None
 
     def reload(self) -> None:
         """Forget the loaded index; the next question loads the current generation."""
@@ -193,10 +208,11 @@ class Assistant:
         language: Language | None = None,
         *,
         on_text: Callable[[str], None] | None = None,
+        generate: bool = True,
     ) -> Answer:
-        """Answer ``question``. With a chat model configured, an answered (not refused)
-        question also gets a generated answer, verified against the clauses; ``on_text``
-        receives its words as they are written (before verification)."""
+        """Answer ``question``. With a chat model configured (and ``generate``), an answered
+        (not refused) question also gets a generated answer, verified against the clauses;
+        ``on_text`` receives its words as they are written (before verification)."""
         started = time.perf_counter()
         text, language = self.check_question(question, language)
         snapshot = self.snapshot()
@@ -275,16 +291,9 @@ class Assistant:
                 "refusal_threshold": self.settings.refusal_threshold,
             },
         )
-        if refused or not citations or not self.wants_generation:
+        if refused or not citations or not generate or not self.wants_generation:
             return answer
-        generator = None
-        if self._generator_error is None:
-            try:
-                generator = self.generator
-            except ChatModelError as error:
-                # Remembered: a model that cannot load is not retried on every question.
-                self._generator_error = str(error)
-                log.error("generative answers are off: %s", error)
+        generator = self.load_generator()
         if generator is None:
             unavailable = {"provider": self.settings.llm, "passed": False,
                            "problems": [f"unavailable: {self._generator_error}"]}

@@ -139,9 +139,9 @@ class AssistantAsker(Asker):
         if key not in self._histories:
             turns: list[Turn] = []
             for question in case.history:
-                turns.append(
-                    self.assistant.ask(question, policy=case.policy, history=turns).as_turn()
-                )
+                # Earlier turns only set the context: no generation for them.
+                turns.append(self.assistant.ask(question, policy=case.policy, history=turns,
+                                                generate=False).as_turn())
             self._histories[key] = turns
         return self._histories[key]
 
