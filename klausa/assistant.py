@@ -250,8 +250,13 @@ class Assistant:
         variants = term_variants(search_text, language)
         support = self.support(snapshot, hits[0] if hits else None, variants)
         # The lexical baseline has no calibrated support score; it never refuses.
+        # A question none of whose words any policy uses ("warm up", "refund?") is refused
+        # whatever its dense similarity: nothing in the corpus speaks of it. (A follow-up
+        # borrows its topic from the previous question, so it is judged on support alone.)
+        unheard_of = support["unknown"] >= 1 and previous is None
         refused = not hits or (
-            self.mode != "bm25" and support["support"] < self.settings.refusal_threshold
+            self.mode != "bm25"
+            and (support["support"] < self.settings.refusal_threshold or unheard_of)
         )
         single_policy = policies[0] if policies and len(policies) == 1 else None
         compose_started = time.perf_counter()

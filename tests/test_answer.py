@@ -78,6 +78,14 @@ def test_unanswerable_questions_are_refused_in_the_askers_language(
     assert "tidak mengatur hal ini" in answer.answer
 
 
+@pytest.mark.parametrize("question", ["warm up", "zebra quasar", "blorp?"])
+def test_words_no_policy_uses_are_refused(assistant: Assistant, question: str) -> None:
+    """Nothing in the corpus speaks of it: no clause may be quoted as the answer, however
+    close its vector happens to be."""
+    answer = assistant.ask(question)
+    assert answer.refused and not answer.citations
+
+
 def test_all_policies_question_cites_several_policies(assistant: Assistant) -> None:
     answer = assistant.ask("Which companies let me refuse cookies in my browser?")
     policies = {c.policy for c in answer.citations}
