@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from ingest.pipeline import ingest
 from klausa.embeddings import Embedder
 from klausa.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "browser-test-password"
@@ -34,12 +33,6 @@ HOSTILE_POLICY = (
     "basket.\n"
     "<img src=x onerror=alert(2)> Evilcorp never sells your email address.\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

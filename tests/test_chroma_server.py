@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import pytest
 from ingest.pipeline import ingest
 from klausa.assistant import Assistant
 from klausa.embeddings import Embedder
-from tests.conftest import REPO, make_settings
-from tests.test_browser import free_port
+from tests.conftest import REPO, free_port, make_settings, wait_for_http
 
 CHROMA = Path(REPO / ".venv" / "bin" / "chroma")
 
@@ -32,15 +29,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("chroma run did not start")
-                time.sleep(0.3)
+        wait_for_http(f"{url}/api/v2/heartbeat", process, 60, "chroma run")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

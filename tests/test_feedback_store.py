@@ -16,7 +16,7 @@ import pytest
 from klausa.feedback import AnswerLog
 from klausa.settings import Settings
 from klausa.types import Answer, Citation
-from tests.test_browser import free_port
+from tests.conftest import free_port
 
 
 def sample_answer(question: str, language: str = "en", policy: str | None = "jubelio") -> Answer:

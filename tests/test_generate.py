@@ -5,12 +5,9 @@ index; one test runs the bundled local model end to end."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,7 +19,7 @@ from klausa.assistant import Assistant
 from klausa.chat_models import ChatModelError, ensure_local_gguf, load_chat_model
 from klausa.generate import Draft, Source, find_quote, negated, parse, verify
 from klausa.settings import Settings
-from tests.conftest import MODELS
+from tests.conftest import MODELS, free_port, wait_for_http
 
 SELLS = "Does Jubelio sell my personal data?"
 SELLS_ID = "Apakah Jubelio menjual data pribadi saya?"
@@ -177,12 +174,6 @@ def test_the_bundled_local_model_answers_with_a_verified_quote(seed_settings, em
     assert streamed
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server with the bundled model, on a free port."""
@@ -195,15 +186,7 @@ def llama_server() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5):
-                    break
-            except OSError:
-                assert process.poll() is None, "llama.cpp server exited"
-                assert time.monotonic() < deadline, "llama.cpp server did not start"
-                time.sleep(1)
+        wait_for_http(f"{url}/models", process, 180, "llama.cpp server")
         yield url
     finally:
         process.terminate()
