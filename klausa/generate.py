@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
 from klausa.catalog import Catalog
@@ -103,7 +104,8 @@ def choose_sources(answer: Answer, hits: Iterable[Hit], catalog: Catalog, limit:
             for n, chunk in enumerate(chunks[:limit], start=1)]
 
 
-def build_messages(question: str, language: Language, sources: list[Source]):  # type: ignore[no-untyped-def]
+def build_messages(question: str, language: Language, sources: list[Source]
+                   ) -> list[BaseMessage]:
     template, prompt = templates(language)
     listed = "\n\n".join(
         str(prompt["source"]).format(
