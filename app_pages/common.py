@@ -119,7 +119,9 @@ def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) 
     else:
         text = answer_markdown(answer)
         generation = answer.trace.get("generation")
-        if isinstance(generation, dict) and not generation.get("passed"):
+        # Said only when a written answer was rejected; a model that is down or cannot load
+        # is the staff's business (the support desk shows it), not the asker's.
+        if isinstance(generation, dict) and generation.get("raw") and not generation["passed"]:
             st.caption(ui(language, "generation_rejected"))
         if stream:
             st.write_stream(stream_words(text))
