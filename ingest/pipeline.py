@@ -139,14 +139,21 @@ def parse_document(document: Document) -> ParsedPolicy:
     chunks = build_chunks(info, text, tree)
     if not chunks:
         raise DocumentError(document.path, "no text to index")
-    digest = hashlib.sha256(document.path.read_bytes() + info.model_dump_json().encode())
     return ParsedPolicy(
         info=info,
         sections=tree.sections,
         chunks=chunks,
         source_text=text,
-        digest=digest.hexdigest(),
+        digest=document_digest(document),
     )
+
+
+def document_digest(document: Document) -> str:
+    """What a catalog entry was built from: the file's bytes and its entry as discovered (not
+    as refined from its text, so ``index_is_current`` can recompute it without parsing)."""
+    return hashlib.sha256(
+        document.path.read_bytes() + document.info.model_dump_json().encode()
+    ).hexdigest()
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -373,9 +380,7 @@ def index_is_current(settings: Settings) -> bool:
         return False
     for document in documents:
         try:
-            digest = hashlib.sha256(
-                document.path.read_bytes() + document.info.model_dump_json().encode()
-            ).hexdigest()
+            digest = document_digest(document)
         except OSError:
             return False
         if catalog.policies[document.info.id].digest != digest:

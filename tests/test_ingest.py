@@ -256,3 +256,19 @@ def test_bfloat16_passages_stay_in_the_float32_vector_space(embedder: Embedder) 
     finally:
         embedder.passages_in_bfloat16 = False  # type: ignore[attr-defined]
     assert (exact * fast).sum(axis=1).min() > 0.9995
+
+
+def test_a_folder_without_manifest_is_current_after_ingest(tmp_path: Path,
+                                                           embedder: Embedder) -> None:
+    """`make run` re-ingests only when stale: a corpus of bare files must not look stale
+    forever because ingest refined their titles from the text."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tokoku.txt").write_text(
+        "Tokoku Privacy\n\n1. Data\nWe collect your name.\n\n2. Sharing\nWe do not sell it.\n",
+        "utf-8")
+    settings = make_settings(tmp_path / "data", corpus)
+    ingest(settings, embedder=embedder)
+    assert index_is_current(settings)
+    (corpus / "tokoku.txt").write_text("Tokoku Privacy\n\n1. Data\nWe collect nothing.\n", "utf-8")
+    assert not index_is_current(settings)
