@@ -118,6 +118,7 @@ def build_messages(question: str, language: Language, sources: list[Source]
     return template.format_messages(sources=listed, question=question)
 
 
+@cache
 def _tag_pattern(key: str) -> re.Pattern[str]:
     """A line tag (QUOTE / KUTIPAN …) of either language: a model may answer in the other."""
     tags = sorted({str(phrases("llm", lang)[key]) for lang in LANGUAGES}, key=len, reverse=True)
