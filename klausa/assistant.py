@@ -34,6 +34,8 @@ FOLLOW_UP_CUES = re.compile(
     re.I,
 )
 FOLLOW_UP_MAX_WORDS = 8
+#: How many earlier questions a follow-up borrows its topic from (a chain of follow-ups).
+FOLLOW_UP_DEPTH = 2
 NEAREST_ON_REFUSAL = 3
 #: A policy's best clause is cited for an all-policies question only above this share of the
 #: best clause's fused score (and when its own support passes the refusal threshold).
@@ -233,16 +235,17 @@ class Assistant:
         else:
             policies = None
         search_text = strip_names(text, snapshot.mentions) or text
-        previous = None
+        previous: list[str] = []
         if turns and self.looks_like_follow_up(search_text):
-            previous = strip_names(turns[-1].question, snapshot.mentions) or None
+            last = turns[-1]
+            earlier = [*last.topic, strip_names(last.question, snapshot.mentions)]
+            previous = [t for t in earlier if t][-FOLLOW_UP_DEPTH:]
 
         query = Query(
             search_text,
             language,
             policies,
-            previous=previous,
-            previous_language=detect_language(previous) if previous else None,
+            previous=[(t, detect_language(t)) for t in previous],
         )
         retrieval = snapshot.retriever.search(query, k=self.settings.candidates)
         ranked = retrieval.hits
@@ -253,7 +256,7 @@ class Assistant:
         # A question none of whose words any policy uses ("warm up", "refund?") is refused
         # whatever its dense similarity: nothing in the corpus speaks of it. (A follow-up
         # borrows its topic from the previous question, so it is judged on support alone.)
-        unheard_of = support["unknown"] >= 1 and previous is None
+        unheard_of = support["unknown"] >= 1 and not previous
         refused = not hits or (
             self.mode != "bm25"
             and (support["support"] < self.settings.refusal_threshold or unheard_of)

@@ -26,15 +26,21 @@ TERM_WEIGHTS = {"own": 1.0, "translated": 1.0, "variants": 1.0, "synonyms": 1.0,
 
 @dataclass
 class Query:
-    """What is searched: the question's words, and optionally an earlier question's (a
-    follow-up inherits the topic with a smaller weight)."""
+    """What is searched: the question's words, and for a follow-up the earlier questions it
+    follows, each with its language (they lend their topic, each with a smaller weight)."""
 
     text: str
     language: Language
     policies: Sequence[str] | None = None
-    previous: str | None = None
-    previous_language: Language | None = None
+    previous: Sequence[tuple[str, Language]] = ()
     previous_weight: float = 0.35
+
+    def weighted_previous(self) -> list[tuple[str, Language, float]]:
+        """The earlier questions with their weights: the last weighs ``previous_weight``, each
+        one before it half the one after it (the latest turn says most about what "it" is)."""
+        count = len(self.previous)
+        return [(text, language, self.previous_weight / 2 ** (count - 1 - i))
+                for i, (text, language) in enumerate(self.previous)]
 
 
 @dataclass
@@ -73,11 +79,14 @@ class Retriever:
     def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
         assert self.embedder is not None
         started = time.perf_counter()
-        text = standardise(query.text) if query.language == "id" else query.text
-        vector = self.embedder.embed_query(text)
+
+        def embed(text: str, language: Language) -> np.ndarray:
+            return self.embedder.embed_query(standardise(text) if language == "id" else text)
+
+        vector = embed(query.text, query.language)
+        for previous, language, weight in query.weighted_previous():
+            vector = vector + weight * embed(previous, language)
         if query.previous:
-            previous = self.embedder.embed_query(query.previous)
-            vector = vector + query.previous_weight * previous
             vector = vector / (np.linalg.norm(vector) or 1.0)
         timings["embed"] = (time.perf_counter() - started) * 1000
         return vector
@@ -101,11 +110,9 @@ class Retriever:
     def _lexical_scores(self, query: Query) -> tuple[np.ndarray, list[str]]:
         terms = query_term_groups(query.text, query.language)
         scores = self._weighted_scores(terms, query.language, query.policies)
-        if query.previous:
-            previous_language = query.previous_language or query.language
-            previous = query_term_groups(query.previous, previous_language)
-            scores = scores + query.previous_weight * self._weighted_scores(
-                previous, previous_language, query.policies
+        for previous, language, weight in query.weighted_previous():
+            scores = scores + weight * self._weighted_scores(
+                query_term_groups(previous, language), language, query.policies
             )
         return scores, terms.all()
 

@@ -126,6 +126,10 @@ class Turn(BaseModel):
     question: str
     policy: str | None = None
     labels: list[str] = Field(default_factory=list)
+    #: The earlier questions this one followed up on (oldest first): a follow-up of a
+    #: follow-up ("cookies?" → "can I turn them off?" → "will the site still work?") keeps
+    #: the topic the conversation started with.
+    topic: list[str] = Field(default_factory=list)
 
 
 class Answer(BaseModel):
@@ -140,8 +144,10 @@ class Answer(BaseModel):
     trace: dict[str, object] = Field(default_factory=dict)
 
     def as_turn(self) -> Turn:
+        followed = self.trace.get("follow_up_of")
         return Turn(
             question=self.question,
             policy=self.citations[0].policy if self.citations else self.policy,
             labels=[c.label for c in self.citations],
+            topic=[str(t) for t in followed] if isinstance(followed, list) else [],
         )

@@ -149,3 +149,19 @@ def test_cli_ask_json_has_the_documented_keys(seed_settings: Settings) -> None:
 def test_cli_ask_empty_question_exits_2(seed_settings: Settings) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(seed_settings.data_dir), "ask", " "])
     assert result.exit_code == 2 and "type a question" in result.output
+
+
+def test_a_follow_up_of_a_follow_up_keeps_the_conversations_topic(assistant: Assistant) -> None:
+    """"cookies?" → "can I block them?" → "does anything break then?": neither later question
+    names a topic; the third still gets it from the first (before, it only looked one turn
+    back and answered from the newsletter clause)."""
+    turns = []
+    for question in ("Apakah Netmarks memakai cookies?", "bisa saya blokir?",
+                     "ada yang nggak jalan kalau saya lakukan?"):
+        answer = assistant.ask(question, history=turns)
+        assert not answer.refused
+        turns.append(answer.as_turn())
+    assert answer.trace["follow_up_of"] == ["Apakah memakai cookies?", "bisa saya blokir?"]
+    assert answer.language == "id"
+    assert answer.citations[0].policy == "netmarks"
+    assert answer.citations[0].label == "Cookies and Other Website Technologies"
