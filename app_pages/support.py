@@ -56,12 +56,17 @@ def support_page() -> None:
         width="stretch", hide_index=True,
     )
     support = answer.trace.get("support", {})
+    followed = answer.trace.get("follow_up_of")  # a list; one string in answers logged before
+    followed = [followed] if isinstance(followed, str) else followed or []
+    follow_up = (f" Searched as a follow-up of: {'; '.join(map(repr, followed))}."
+                 if followed else "")
     st.caption(
         f"Why: the first clause ranks highest on the fused score "
         f"({assistant.settings.dense_weight:.2f} × dense + "
         f"{1 - assistant.settings.dense_weight:.2f} × lexical, each scaled over the "
         f"candidates). Support {support} against the refusal threshold "
         f"{answer.trace.get('refusal_threshold')}; searched: {answer.trace.get('policies')}."
+        + follow_up
     )
     generation = answer.trace.get("generation")
     if isinstance(generation, dict):

@@ -104,6 +104,23 @@ def test_support_page_refuses_a_wrong_password(
     assert PASSWORD not in caplog.text and "not-the-password-1234" not in caplog.text
 
 
+def test_support_desk_shows_why_a_follow_up_was_answered(app: AppTest) -> None:
+    ask(app, "Does Netmarks use cookies?")
+    ask(app, "can I block them?")
+    app.switch_page("app_pages/support.py").run()
+    app.text_input[0].input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.exception
+    question = next(box for box in app.selectbox if box.label == "Question")
+    assert question.value.question == "can I block them?"  # the latest answer
+    trace = app.dataframe[1].value  # recent answers, then the retrieval trace
+    assert trace["§"].iloc[0] == "Cookies and Other Website Technologies"
+    assert bool(trace["cited"].iloc[0])
+    why = " ".join(c.value for c in app.caption)
+    assert "Searched as a follow-up of: 'Does use cookies?'" in why
+    assert "refusal threshold" in why
+
+
 def test_staff_pages_are_off_without_a_password(
     app: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
