@@ -72,8 +72,11 @@ def support_page() -> None:
     if isinstance(generation, dict):
         verdict = "passed" if generation.get("passed") else "failed: " + "; ".join(
             generation.get("problems", []))
+        share = generation.get("supported_share")
+        carried = f"; {share:.0%} of its words carried by the quote" if share is not None else ""
         st.markdown(f"**Generated answer** ({escape_markdown(str(generation.get('provider')))}, "
-                    f"{generation.get('ms', '–')} ms): verification {escape_markdown(verdict)}")
+                    f"{generation.get('ms', '–')} ms): verification {escape_markdown(verdict)}"
+                    f"{carried}")
         if generation.get("raw"):
             st.code(generation["raw"], language=None, wrap_lines=True)
     st.json({"timings_ms": answer.timings_ms, "trace": answer.trace}, expanded=False)

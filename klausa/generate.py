@@ -69,6 +69,8 @@ class Verdict:
     problems: list[str]
     #: (source number, start, end) of each verified quote inside its clause.
     spans: list[tuple[int, int, int]]
+    #: Share of the answer's content words the quotes carry (None: nothing to measure).
+    supported: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -229,6 +231,7 @@ def verify(draft: Draft, sources: list[Source], question: str, language: Languag
         if resolve(reference, sources) is None:
             problems.append(f"foreign label: [{reference}] was not retrieved")
     quoted_words: list[str] = []
+    share: float | None = None
     for reference, quote in draft.quotes:
         if len(words(quote)) < MIN_QUOTE_WORDS:
             problems.append(f"quote too short: {quote!r}")
@@ -255,7 +258,7 @@ def verify(draft: Draft, sources: list[Source], question: str, language: Languag
             if share < MIN_SUPPORTED_SHARE:
                 problems.append(f"unsupported: {share:.2f} of the answer's words are in the "
                                 f"quote (missing: {', '.join(unsupported[:8])})")
-    return Verdict(problems, spans)
+    return Verdict(problems, spans, share)
 
 
 def supported_share(answer: str, quotes: list[str], language: Language, names: str
@@ -367,6 +370,7 @@ class Generator:
             "provider": self.provider,
             "passed": verdict.passed,
             "problems": verdict.problems,
+            "supported_share": None if verdict.supported is None else round(verdict.supported, 3),
             "raw": raw,
             "sources": [f"{s.chunk.policy}:{s.chunk.label}" for s in sources],
             "ms": round(elapsed, 1),

@@ -17,7 +17,15 @@ from langchain_core.messages import AIMessage
 
 from klausa.assistant import Assistant
 from klausa.chat_models import ChatModelError, ensure_local_gguf, load_chat_model
-from klausa.generate import Draft, Source, find_quote, negated, parse, verify
+from klausa.generate import (
+    MIN_SUPPORTED_SHARE,
+    Draft,
+    Source,
+    find_quote,
+    negated,
+    parse,
+    verify,
+)
 from klausa.settings import Settings
 from tests.conftest import MODELS, free_port, wait_for_http
 
@@ -44,6 +52,7 @@ def test_a_verified_generation_is_the_answer(seed_settings, embedder):
     answer, streamed = generated(seed_settings, embedder, reply)
     generation = answer.trace["generation"]
     assert generation["passed"], generation["problems"]
+    assert generation["supported_share"] == 1.0  # every word of the answer is in the quote
     assert answer.answer.startswith("No. Jubelio will not sell or rent your data (§DISCLOSURE")
     assert NOT_SELL in answer.answer  # the quote follows the sentence, as a blockquote
     # The citation card highlights exactly the words the model quoted.
@@ -98,6 +107,8 @@ def test_a_bad_generation_falls_back_to_the_extractive_answer(
     assert not generation["passed"]
     assert any(p.startswith(problem) for p in generation["problems"]), generation["problems"]
     assert generation["raw"] == reply
+    if problem == "unsupported":
+        assert generation["supported_share"] < MIN_SUPPORTED_SHARE
     # The asker gets exactly what the extractive mode says, with its citation.
     assert answer.answer == extractive.answer
     assert [c.label for c in answer.citations] == [c.label for c in extractive.citations]
