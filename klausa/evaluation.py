@@ -133,20 +133,20 @@ class AssistantAsker(Asker):
         self.name = name
         self._histories: dict[tuple[str | None, tuple[str, ...]], list[Turn]] = {}
 
-    def turns(self, case: Case) -> list[Turn]:
+    def turns(self, policy: str | None, history: Sequence[str]) -> list[Turn]:
         """Earlier questions of the conversation, asked for real, so follow-ups see true turns."""
-        key = (case.policy, tuple(case.history))
+        key = (policy, tuple(history))
         if key not in self._histories:
             turns: list[Turn] = []
-            for question in case.history:
+            for question in history:
                 # Earlier turns only set the context: no generation for them.
-                turns.append(self.assistant.ask(question, policy=case.policy, history=turns,
+                turns.append(self.assistant.ask(question, policy=policy, history=turns,
                                                 generate=False).as_turn())
             self._histories[key] = turns
         return self._histories[key]
 
     def __call__(self, case: Case) -> dict:
-        turns = self.turns(case)
+        turns = self.turns(case.policy, case.history)
         started = time.perf_counter()
         answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
         latency = (time.perf_counter() - started) * 1000
@@ -441,3 +441,62 @@ def calibrate_refusal(
                                                             -best.false_refusal_rate):
                     best = candidate
     return best
+
+
+# --- the verifier, replayed on labelled generations -------------------------------------
+
+
+class LabelledGeneration(BaseModel):
+    """A chat model's reply to a gold question, judged by hand: would an asker shown it be
+    told only what the quoted clause says (``faithful``)?"""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    policy: str | None = None
+    question: str
+    history: list[str] = Field(default_factory=list)
+    raw: str
+    faithful: bool
+    note: str = ""
+
+
+class VerifierFigures(BaseModel):
+    replies: int
+    faithful: int
+    accepted: int
+    #: Share of accepted replies that are faithful (what an asker is shown).
+    precision: float | None
+    #: Share of faithful replies accepted (the rest fall back to the extractive answer).
+    recall: float | None
+    accepted_unfaithful: list[str]
+
+
+def load_generations(path: Path) -> list[LabelledGeneration]:
+    return [LabelledGeneration.model_validate_json(line)
+            for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def replay_verifier(assistant: Assistant, items: Sequence[LabelledGeneration]
+                    ) -> VerifierFigures:
+    """Each recorded reply verified again, against the clauses the assistant would give the
+    model for its question today: how often the verifier lets a wrong answer through, and how
+    many right ones it throws away. No chat model runs."""
+    from klausa.generate import choose_sources, parse, verify
+
+    asker = AssistantAsker(assistant, "replay")
+    accepted: list[LabelledGeneration] = []
+    for item in items:
+        answer = assistant.ask(item.question, policy=item.policy,
+                               history=asker.turns(item.policy, item.history), generate=False)
+        sources = choose_sources(answer, answer.hits, assistant.catalog,
+                                 assistant.settings.llm_sources)
+        if verify(parse(item.raw), sources, item.question, answer.language).passed:
+            accepted.append(item)
+    faithful = sum(i.faithful for i in items)
+    right = sum(i.faithful for i in accepted)
+    return VerifierFigures(
+        replies=len(items), faithful=faithful, accepted=len(accepted),
+        precision=_ratio(right, len(accepted)), recall=_ratio(right, faithful),
+        accepted_unfaithful=[i.id for i in accepted if not i.faithful],
+    )

@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage
 
 from klausa.assistant import Assistant
 from klausa.chat_models import ChatModelError, ensure_local_gguf, load_chat_model
+from klausa.evaluation import load_generations, replay_verifier
 from klausa.generate import (
     MIN_SUPPORTED_SHARE,
     Draft,
@@ -27,7 +28,7 @@ from klausa.generate import (
     verify,
 )
 from klausa.settings import Settings
-from tests.conftest import MODELS, free_port, wait_for_http
+from tests.conftest import MODELS, REPO, free_port, wait_for_http
 
 SELLS = "Does Jubelio sell my personal data?"
 SELLS_ID = "Apakah Jubelio menjual data pribadi saya?"
@@ -144,6 +145,23 @@ def test_a_model_that_cannot_load_says_why_and_answers_anyway(seed_settings, emb
     answer = Assistant(settings, embedder=embedder).ask(SELLS)
     assert not answer.refused and answer.citations[0].policy == "jubelio"
     assert answer.trace["generation"]["problems"][0].startswith("unavailable:")
+
+
+def test_the_verifier_on_hand_judged_replies_of_the_bundled_model(assistant):
+    """87 replies of the bundled model to dev questions, each judged by hand (faithful to the
+    quoted clause or not), verified again against today's retrieval: wrong answers let
+    through and right ones thrown away stay few. A change to the checks, the lexicon or the
+    retrieval that lets more bad answers through fails here, without running a model."""
+    items = load_generations(REPO / "tests/qa/generations.dev.jsonl")
+    figures = replay_verifier(assistant, items)
+    assert figures.replies == 87 and figures.faithful == 34
+    assert figures.precision is not None and figures.precision >= 0.80, figures
+    assert figures.recall is not None and figures.recall >= 0.80, figures
+    # The worked example copied as the answer is never accepted.
+    copied = [i.id for i in items if "email address is not shared with advertisers" in i.raw
+              or "alamat email Anda tidak dibagikan kepada pengiklan" in i.raw]
+    assert len(copied) >= 9
+    assert not set(copied) & set(figures.accepted_unfaithful)
 
 
 def test_quotes_match_across_whitespace_and_typography_but_not_other_words(assistant):
