@@ -18,6 +18,7 @@ from tqdm import tqdm
 from klausa.assistant import Assistant
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder, load_embedder
+from klausa.generate import choose_sources, parse, verify
 from klausa.settings import Settings
 from klausa.text import detect_language
 from klausa.types import Answer, Chunk, Language, Turn
@@ -482,8 +483,6 @@ def replay_verifier(assistant: Assistant, items: Sequence[LabelledGeneration]
     """Each recorded reply verified again, against the clauses the assistant would give the
     model for its question today: how often the verifier lets a wrong answer through, and how
     many right ones it throws away. No chat model runs."""
-    from klausa.generate import choose_sources, parse, verify
-
     asker = AssistantAsker(assistant, "replay")
     accepted: list[LabelledGeneration] = []
     for item in items:
