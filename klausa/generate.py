@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 MIN_QUOTE_WORDS = 3
 #: Share of the answer's content words that must come from the quoted words (directly, through
 #: the bilingual lexicon, or as a policy's name). Calibrated on the bundled model's replies to
-#: the dev questions, judged by hand (``tests/qa/generations.dev.jsonl``): at 0.70, 33 of 87
-#: are accepted, 28 of them faithful (of 34 faithful); 0.75 accepted the same 5 unfaithful
-#: replies and 5 fewer faithful ones; 0.65 lets 3 more unfaithful ones through.
+#: the dev questions, judged by hand (``tests/qa/generations.dev.jsonl``): at 0.70, 31 of 87
+#: are accepted, 28 of them faithful (of 34 faithful); 0.75 accepts the same 3 unfaithful
+#: replies and 5 fewer faithful ones; 0.65 lets 2 more unfaithful ones through.
 MIN_SUPPORTED_SHARE = 0.70
 ELLIPSIS = re.compile(r"\.\.\.|…")
 #: A citation: ``[1]``, ``[§C.1.8]``, ``[C.1.8]`` (not "[your name]" quoted from a clause).
@@ -214,8 +214,9 @@ NOT_A_NEGATION = re.compile(
 
 
 def negated(text: str) -> bool:
+    # "non" is the prefix of "non-personal information" (split off as its own word).
     tokens = words(NOT_A_NEGATION.sub(" ", normalise(text)))
-    negations = NEGATIONS["en"] | NEGATIONS["id"] | {"tak"}
+    negations = NEGATIONS["en"] | NEGATIONS["id"] | {"tak", "non"}
     return any(t in negations or t.endswith("n't") for t in tokens)
 
 
@@ -244,11 +245,15 @@ def verify(draft: Draft, sources: list[Source], question: str, language: Languag
         source, start, end = found
         spans.append((source.number, start, end))
         quoted_words.append(source.chunk.text[start:end])
-    if draft.answer:
-        # A "yes" that the quoted words deny ("We will not sell …" → "Yes, it sells").
-        if (polarity(draft.answer, language) == "yes" and any(map(negated, quoted_words))
-                and not negated(question)):
+    if draft.answer and quoted_words and not negated(question):
+        # A "yes" that the quoted words deny ("We will not sell …" → "Yes, it sells"), or a
+        # "no" that nothing quoted denies (the prompt asks for "No" only over a "not").
+        stance, denied = polarity(draft.answer, language), any(map(negated, quoted_words))
+        if stance == "yes" and denied:
             problems.append("negation: the answer says yes, the quoted clause says not")
+        if stance == "no" and not denied:
+            problems.append("negation: the answer says no, the quoted clause denies nothing")
+    if draft.answer:
         answer_text = REFERENCE.sub(" ", draft.answer)
         if len(words(answer_text)) >= 4 and detect_language(answer_text) != language:
             problems.append(f"language: the answer is not in {language}")

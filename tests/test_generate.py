@@ -89,6 +89,10 @@ def test_indonesian_question_gets_indonesian_generation(seed_settings, embedder)
         # "will not sell" → "Yes, it sells": the failure seen with the bundled model.
         (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: Yes, Jubelio sells your personal data [1].',
          "negation"),
+        # A "No" that the quoted words do not deny.
+        ('QUOTE [2]: "You may provide us with Personal Data related to other individuals"\n'
+         "ANSWER: No, you may not provide Personal Data related to other individuals [2].",
+         "negation"),
         # Not in the asker's language.
         (f'QUOTE [1]: "{NOT_SELL}"\nANSWER: Tidak, Jubelio tidak menjual data pribadi Anda [1].',
          "language"),
@@ -155,7 +159,7 @@ def test_the_verifier_on_hand_judged_replies_of_the_bundled_model(assistant):
     items = load_generations(REPO / "tests/qa/generations.dev.jsonl")
     figures = replay_verifier(assistant, items)
     assert figures.replies == 87 and figures.faithful == 34
-    assert figures.precision is not None and figures.precision >= 0.80, figures
+    assert figures.precision is not None and figures.precision >= 0.87, figures
     assert figures.recall is not None and figures.recall >= 0.80, figures
     # The worked example copied as the answer is never accepted.
     copied = [i.id for i in items if "email address is not shared with advertisers" in i.raw
@@ -183,6 +187,7 @@ def test_parse_reads_either_languages_tags():
 
 def test_negation_is_read_in_both_languages_but_not_in_idioms():
     assert negated("We will not sell or rent your Personal Data.")
+    assert negated("Cookie data is treated as non-personal information.")
     assert negated("We won't sell it") and negated("Kami tidak akan menjual data Anda")
     # "including but not limited to" lists what *is* shared: a "Yes" may rest on it.
     assert not negated("shared with partners, including but not limited to couriers")
