@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import status_mb, write_results
 
 from ingest.pipeline import ingest
 from klausa.assistant import Assistant
@@ -35,14 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 WARM_UP = 10
 QUICK = 30
 PARTS = ("embed", "dense", "lexical", "fuse", "compose", "total")
-
-
-def status_mb(field: str) -> float | None:
-    """A field of /proc/self/status (VmRSS, VmHWM) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
 
 
 def reset_peak() -> bool:
@@ -205,8 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = run(args.quick)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    write_results(args.out, results)
     log.info("wrote %s", args.out)
     print(table(results))
 

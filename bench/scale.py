@@ -38,6 +38,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchlib import status_mb, write_results
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -48,13 +50,6 @@ WARM_UP = 10
 PARAGRAPHS_PER_UNIT = 5
 SYLLABLES = ["ka", "ve", "lo", "mi", "ru", "to", "nu", "se", "di", "pa", "zo", "qe", "xi", "bo"]
 SUFFIXES = ["tek", "nix", "vox", "qua", "zen"]
-
-
-def status_mb(field: str) -> float | None:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
 
 
 # --- the synthetic corpus -----------------------------------------------------------------
@@ -307,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("the first size must be at least 5 (the seed policies)")
     results = run(sizes, args.chunks_per_policy, args.external, args.keep, args.limit, args.seed,
                   args.threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    write_results(args.out, results)
     log.info("wrote %s", args.out)
     print(table(results))
 
