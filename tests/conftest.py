@@ -72,14 +72,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, process: subprocess.Popen, seconds: float, what: str) -> None:
-    """Until ``url`` answers; fails the test if ``process`` exits or time runs out."""
+def wait_for_http(url: str, process: subprocess.Popen, seconds: float, what: str,
+                  log: Path | None = None) -> None:
+    """Until ``url`` answers 200; fails the test (with the server's ``log``, if given) when
+    ``process`` exits or time runs out."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{what} did not start")
-            time.sleep(0.3)
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not start" + (f":\n{log.read_text()}" if log else ""))
+        time.sleep(0.3)

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from ingest.pipeline import ingest
 from klausa.embeddings import Embedder
 from klausa.settings import Settings
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "browser-test-password"
@@ -62,17 +61,7 @@ def server(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-            time.sleep(0.5)
+        wait_for_http(f"{url}/_stcore/health", process, 120, "streamlit", log_path)
         yield {"url": url, "db": data_dir / "feedback.sqlite3", "pid": process.pid}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
