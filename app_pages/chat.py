@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages.common import (
     LANGUAGE_CHOICES,
     ask,
+    bilingual,
     interface_language,
     load_assistant,
     render_answer,
@@ -35,13 +36,17 @@ def chat_page() -> None:
         default = Settings().default_policy
         if "policy_choice" not in state:
             state.policy_choice = default if default in catalog.policies else ""
+        # Streamlit keeps a radio's or selectbox's value as the option's shown text: options
+        # must read the same in both interface languages, or a switch of language unselects
+        # them. Keyed widgets keep their identity when their label changes.
         st.selectbox(ui(language, "policy_picker"), options, key="policy_choice",
                      format_func=lambda p: catalog.policies[p].info.title if p
-                     else ui(language, "all_policies"))
+                     else bilingual("all_policies"))
         st.radio(ui(language, "language_picker"), list(LANGUAGE_CHOICES), key="language_choice",
-                 format_func=lambda c: ui(language, "language_auto") if c == "auto" else c,
+                 format_func=lambda c: bilingual("language_auto") if c == "auto" else c,
                  horizontal=True)
-        if st.button(ui(language, "new_conversation"), icon=":material/add_comment:"):
+        if st.button(ui(language, "new_conversation"), icon=":material/add_comment:",
+                     key="new-conversation"):
             state.messages = []
             state.detected_language = None
             st.rerun()
@@ -64,12 +69,16 @@ def chat_page() -> None:
                 if columns[number % 2].button(question, key=f"starter-{number}",
                                               width="stretch"):
                     pending = question
-    typed = st.chat_input(ui(language, "input_placeholder"),
+    # Keyed: without a key the input's identity includes its placeholder, so a question
+    # typed just before the interface changed language was dropped on the rerun.
+    typed = st.chat_input(ui(language, "input_placeholder"), key="question",
                           max_chars=Settings().max_question_chars)
     question = typed or pending
     if question:
         starter_box.empty()
         ask(assistant, question)
+        if interface_language() != language:
+            st.rerun()  # the answer changed the interface language: redraw it all in it
 
 
 

@@ -66,6 +66,13 @@ def interface_language() -> Language:
     return chosen or state.detected_language or Settings().default_language
 
 
+def bilingual(key: str) -> str:
+    """An interface text in both languages ("All policies · Semua kebijakan"), for options
+    whose shown text must not change with the interface language."""
+    english, indonesian = ui("en", key), ui("id", key)
+    return english if english == indonesian else f"{english} · {indonesian}"
+
+
 def admin_password() -> str | None:
     configured = Settings().admin_password
     if configured:

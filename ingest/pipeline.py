@@ -31,6 +31,7 @@ from klausa.stores import (
     copy_server_collection,
     drop_server_collection,
     open_store,
+    stored_vector_count,
 )
 from klausa.text import detect_language
 from klausa.types import Chunk, ParsedPolicy, PolicyInfo
@@ -156,11 +157,12 @@ def document_digest(document: Document) -> str:
     ).hexdigest()
 
 
-def embedding_text(chunk: Chunk) -> str:
-    """What the dense model reads: section titles give the clause its topic (the policy's own
-    name is left out: it is the same for every clause of a policy and only blurs topics)."""
-    heading = " › ".join(chunk.title_path)
-    return "\n".join(part for part in (heading, chunk.context, chunk.text) if part)
+def embedding_text(chunk: Chunk, embedder: Embedder) -> str:
+    """What the dense model reads: the clause (with the lead-in of its list) titled by its
+    section path, which gives it its topic; the policy's own name is left out (the same for
+    every clause of a policy, it only blurs topics)."""
+    body = "\n".join(part for part in (chunk.context, chunk.text) if part)
+    return embedder.document_text(" › ".join(chunk.title_path), body)
 
 
 def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, str | int]:
@@ -292,7 +294,7 @@ def _ingest_into(
                              chunks=len(policy.chunks))
         new_ids = set()
         for chunk in policy.chunks:
-            text = embedding_text(chunk)
+            text = embedding_text(chunk, embedder)
             digest = hashlib.sha1(text.encode()).hexdigest()
             new_ids.add(chunk.id)
             previous = stored.get(chunk.id)
@@ -377,6 +379,10 @@ def index_is_current(settings: Settings) -> bool:
     if errors or set(catalog.policies) != {d.info.id for d in documents}:
         return False
     if not (settings.lexical_dir / "chunks.json").exists():
+        return False
+    # Another embedding model (a new default, KLAUSA_EMBEDDING_MODEL changed) has its own
+    # collection, which must hold every chunk of the catalog.
+    if stored_vector_count(settings) != len(catalog.chunks):
         return False
     for document in documents:
         try:

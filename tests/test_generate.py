@@ -16,7 +16,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from klausa.assistant import Assistant
-from klausa.chat_models import ChatModelError, ensure_local_gguf, load_chat_model
+from klausa.chat_models import ChatModelError, load_chat_model
 from klausa.evaluation import load_generations, replay_verifier
 from klausa.generate import (
     MIN_SUPPORTED_SHARE,
@@ -27,6 +27,7 @@ from klausa.generate import (
     parse,
     verify,
 )
+from klausa.models.qwen import ensure_local_gguf
 from klausa.settings import Settings
 from tests.conftest import MODELS, REPO, free_port, wait_for_http
 

