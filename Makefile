@@ -19,7 +19,7 @@ PORT ?= 8501
 
 run: $(APP_STAMP)
 	$(BIN)/klausa ingest --if-stale
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/klausa serve --port $(PORT)
 
 test: $(DEV_STAMP) services
 	$(BIN)/ruff check .

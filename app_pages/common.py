@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
 from klausa import Answer, Assistant, QuestionError, Settings
 from klausa.compose import section_name
 from klausa.feedback import AnswerLog
+from klausa.serving import warmed_assistant
 from klausa.types import Language
 from klausa.ui import (
     PasswordGate,
@@ -25,8 +27,11 @@ LANGUAGE_CHOICES = {"auto": None, "English": "en", "Bahasa Indonesia": "id"}
 
 @st.cache_resource(show_spinner=False)
 def _assistant(data_dir: str) -> Assistant:
-    assistant = Assistant(Settings(data_dir=data_dir))
-    assistant.warm()
+    # `klausa serve` warmed one before the server started; `streamlit run` did not.
+    assistant = warmed_assistant(Path(data_dir))
+    if assistant is None:
+        assistant = Assistant(Settings(data_dir=data_dir))
+        assistant.warm()
     return assistant
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -206,6 +207,32 @@ def ask(
         click.echo("")
         for citation in answer.citations:
             click.echo(f"[{citation.policy_title} {section_name(citation.label, citation.title)}]")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.argument("streamlit_options", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def serve(settings: Settings, port: int, streamlit_options: tuple[str, ...]) -> None:
+    """Start the web app: load the models and the index first, then serve, so the server
+    reports healthy only when it can answer at once. Extra options go to `streamlit run`."""
+    from streamlit.web import cli as streamlit_cli
+
+    from klausa.embeddings import ModelLoadError
+    from klausa.serving import warm_assistant
+    from klausa.stores import IndexMissingError
+
+    os.environ["KLAUSA_DATA_DIR"] = str(settings.data_dir)  # the app reads its own Settings
+    started = time.perf_counter()
+    try:
+        warm_assistant(settings)
+        click.echo(f"models and index loaded in {time.perf_counter() - started:.1f} s", err=True)
+    except (IndexMissingError, ModelLoadError) as error:
+        # The page says so too; the library page can still add policies.
+        click.echo(f"warning: {error}", err=True)
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    sys.argv = ["streamlit", "run", str(app), "--server.port", str(port), *streamlit_options]
+    sys.exit(streamlit_cli.main())
 
 
 @cli.command(name="eval")

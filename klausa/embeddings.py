@@ -184,10 +184,10 @@ class SentenceTransformerEmbedder:
             truncate_dim=self.dimensions,
             **options,
         )
+        # Unit length in float32: a Matryoshka prefix is no longer unit length, and under
+        # bfloat16 autocast the model's own normalisation is off by up to ~0.5 %.
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self.dimensions:  # a Matryoshka prefix is no longer unit length
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-        return vectors
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts made by ``document_text``."""

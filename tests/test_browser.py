@@ -54,15 +54,16 @@ def server(
     log_path = data_dir / "streamlit.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            [sys.executable, "-m", "klausa.cli", "serve", "--port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/_stcore/health", process, 120, "streamlit", log_path)
-        yield {"url": url, "db": data_dir / "feedback.sqlite3", "pid": process.pid}
+        wait_for_http(f"{url}/_stcore/health", process, 180, "klausa serve", log_path)
+        yield {"url": url, "db": data_dir / "feedback.sqlite3", "pid": process.pid,
+               "healthy_at": time.monotonic()}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -91,6 +92,7 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
     page.goto(server["url"])
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=120_000)
+    interactive_seconds = time.monotonic() - server["healthy_at"]
     page.screenshot(path=str(artifacts / "01-empty-chat.png"), full_page=True)
 
     started = time.monotonic()
@@ -99,7 +101,12 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
     quote = page.locator("mark.klausa-quote").first
     quote.wait_for(timeout=60_000)
     first_answer_seconds = time.monotonic() - started
-    (artifacts / "first-answer-seconds.txt").write_text(f"{first_answer_seconds:.2f}\n")
+    # The first visitor of a fresh server (this test runs first): measured, reported in the
+    # README; `klausa serve` loads the models before the server reports healthy.
+    (artifacts / "first-visitor-seconds.txt").write_text(
+        f"page interactive {interactive_seconds:.2f} s after healthy; first answer "
+        f"{first_answer_seconds:.2f} s after asking; total "
+        f"{time.monotonic() - server['healthy_at']:.2f} s\n")
     assert quote.inner_text() == "We will not sell or rent your Personal Data."
     assert page.get_by_text("§DISCLOSURE OF PERSONAL DATA WE COLLECT").first.is_visible()
     assert page.get_by_text("Kutipan dari teks bahasa Inggris").first.is_visible()
@@ -155,4 +162,56 @@ def test_hostile_html_in_a_policy_shows_as_text_and_never_runs(
     assert not [e for e in console_errors if "alert" in e or "/x" in e or "onerror" in e]
     assert page.locator("script:text('alert(1)')").count() == 0
     assert page.locator("img[src='x']").count() == 0
+    page.close()
+
+
+CONVERSATION = [  # (question, asker's language): alternating, with a follow-up on turn 2
+    ("Does Jubelio sell my personal data?", "en"),
+    ("berapa lama datanya disimpan?", "id"),  # no company: stays on Jubelio
+    ("Can I reject cookies on Webdeskers?", "en"),
+    ("Apakah Lacimart membagikan data pribadi saya ke pihak ketiga?", "id"),
+    ("How long does Netmarks keep my personal information?", "en"),
+]
+LEADS = {"en": "According to", "id": "Menurut"}
+
+
+def test_a_conversation_alternating_languages_answers_every_question(
+    server: dict, browser, artifacts: Path
+) -> None:
+    """The bug this guards: after the interface followed the asker into the other language,
+    the next question typed was silently dropped (the chat input had no key, so Streamlit took
+    it for a new widget). Every turn must get exactly one new answer, in its language, citing
+    a section; and an earlier answer's feedback thumbs still work afterwards."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server["url"])
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.wait_for(timeout=120_000)
+    messages = page.get_by_test_id("stChatMessage")
+    for turn, (question, language) in enumerate(CONVERSATION, 1):
+        box.fill(question)
+        box.press("Enter")
+        # A user message and an answer per turn, and nothing else: wait for this turn's
+        # answer to show its quoted clause (a dropped question never gets one).
+        messages.nth(2 * turn - 1).locator("mark.klausa-quote").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # reading the answer, as a person does
+        assert messages.count() == 2 * turn, f"turn {turn}: {messages.count()} messages"
+        answer = messages.nth(2 * turn - 1)
+        text = answer.inner_text()
+        assert LEADS[language] in text, f"turn {turn} ({language}): {text[:300]}"
+        assert "§" in text, f"turn {turn} cites no section: {text[:300]}"
+        assert answer.locator("mark.klausa-quote").count() >= 1
+        assert messages.nth(2 * turn - 2).inner_text().strip().endswith(question)
+    assert "Jubelio" in messages.nth(3).inner_text()  # the follow-up stayed on Jubelio
+    page.screenshot(path=str(artifacts / "06-conversation.png"), full_page=True)
+
+    # The first answer's thumbs-down, after four more turns, is stored.
+    messages.nth(1).get_by_test_id("stFeedback").locator("button").nth(1).click()
+    deadline = time.monotonic() + 20
+    rows: list = []
+    while time.monotonic() < deadline and not rows:
+        rows = sqlite3.connect(server["db"]).execute(
+            "SELECT rating FROM answers WHERE question = ? AND rating IS NOT NULL",
+            (CONVERSATION[0][0],)).fetchall()
+        time.sleep(0.3)
+    assert rows == [(0,)]
     page.close()

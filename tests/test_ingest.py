@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -245,16 +246,19 @@ def test_a_renamed_policy_reuses_its_vectors(
 
 
 def test_bfloat16_passages_stay_in_the_float32_vector_space(embedder: Embedder) -> None:
-    """KLAUSA_PASSAGE_PRECISION=bfloat16 (faster ingest) must give the same vectors, near enough
-    that a float32 query ranks them as before."""
+    """bfloat16 passages (the default where the CPU has bfloat16 units: faster ingest) must
+    give the float32 vectors, near enough that a float32 query ranks them as before."""
     texts = ["We will not sell or rent your Personal Data.",
              "Kami dapat membagikan data pribadi Anda kepada mitra pengiriman."]
-    exact = embedder.embed_documents(texts)
-    embedder.passages_in_bfloat16 = True  # type: ignore[attr-defined]
+    configured = embedder.passages_in_bfloat16  # type: ignore[attr-defined]
     try:
+        embedder.passages_in_bfloat16 = False  # type: ignore[attr-defined]
+        exact = embedder.embed_documents(texts)
+        embedder.passages_in_bfloat16 = True  # type: ignore[attr-defined]
         fast = embedder.embed_documents(texts)
     finally:
-        embedder.passages_in_bfloat16 = False  # type: ignore[attr-defined]
+        embedder.passages_in_bfloat16 = configured  # type: ignore[attr-defined]
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     assert (exact * fast).sum(axis=1).min() > 0.9995
 
 
