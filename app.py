@@ -14,6 +14,7 @@ init_state()
 language = interface_language()
 PAGES = [  # (file, interface-text key, icon)
     ("app_pages/chat.py", "chat_page", ":material/chat:"),
+    ("app_pages/compare.py", "compare_page", ":material/compare_arrows:"),
     ("app_pages/support.py", "support_page", ":material/support_agent:"),
     ("app_pages/library.py", "library_page", ":material/library_books:"),
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from klausa import Answer, Assistant, QuestionError, Settings
+from klausa import Answer, Assistant, Citation, QuestionError, Settings
 from klausa.compose import section_name
 from klausa.feedback import AnswerLog
 from klausa.serving import warmed_assistant
@@ -100,6 +100,16 @@ def answer_markdown(answer: Answer) -> str:
     return "  \n".join(lines)
 
 
+def render_clause(assistant: Assistant, citation: Citation, language: Language) -> None:
+    """The cited clause with its supporting words highlighted, and the whole section."""
+    st.markdown(highlight_html(citation.text, citation.quote_start, citation.quote_end),
+                unsafe_allow_html=True)
+    policy = assistant.catalog.policies.get(citation.policy)
+    if policy is not None:
+        with st.expander(ui(language, "show_section")):
+            st.text(section_source(policy, citation.label))
+
+
 def render_citations(assistant: Assistant, answer: Answer, language: Language) -> None:
     for citation in answer.citations:
         with st.container(border=True):
@@ -107,12 +117,7 @@ def render_citations(assistant: Assistant, answer: Answer, language: Language) -
                 f"**{escape_markdown(citation.policy_title)}** · "
                 f"**{escape_markdown(section_name(citation.label, citation.title))}**"
             )
-            st.markdown(highlight_html(citation.text, citation.quote_start, citation.quote_end),
-                        unsafe_allow_html=True)
-            policy = assistant.catalog.policies.get(citation.policy)
-            if policy is not None:
-                with st.expander(ui(language, "show_section")):
-                    st.text(section_source(policy, citation.label))
+            render_clause(assistant, citation, language)
 
 
 def save_feedback(message_id: str, answer_id: str) -> None:

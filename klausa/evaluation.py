@@ -44,6 +44,9 @@ class Case(BaseModel):
     quote: str | None = None
     gold_passages: list[str] = Field(default_factory=list)
     history: list[str] = Field(default_factory=list)
+    #: What the question tests (``near_miss``, ``all_policies``, ``paraphrase``, ``sibling``,
+    #: …): ``klausa eval`` reports each group on its own.
+    group: str | None = None
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -240,6 +243,18 @@ def score(records: Iterable[dict]) -> dict:
     figures["false_refusal_rate"] = _ratio(
         sum(1 for r in answerable if r.get("refused")), len(answerable)
     )
+    # All-policies questions: are the cited policies the ones whose clauses answer?
+    across = [r for r in answerable if r["case"]["policy"] is None
+              and all(":" in s for s in r["case"]["sections"]) and r["case"]["sections"]]
+    gold = [{s.partition(":")[0] for s in r["case"]["sections"]} for r in across]
+    cited = [set() if r.get("refused") else {c["policy"] for c in r.get("citations") or []}
+             for r in across]
+    figures["policies_recall"] = _ratio(sum(len(g & c) for g, c in zip(gold, cited,
+                                                                         strict=True)),
+                                        sum(len(g) for g in gold))
+    figures["policies_precision"] = _ratio(sum(len(g & c) for g, c in zip(gold, cited,
+                                                                            strict=True)),
+                                           sum(len(c) for c in cited))
     latencies = [r["latency_ms"] for r in records]
     figures["latency_p50_ms"] = _percentile(latencies, 0.50)
     figures["latency_p95_ms"] = _percentile(latencies, 0.95)
@@ -266,14 +281,18 @@ def report(records: list[dict]) -> dict:
     groups: dict[str, dict[str, list[dict]]] = {
         "pair": defaultdict(list),
         "policy": defaultdict(list),
+        "group": defaultdict(list),
     }
     for record in records:
         groups["pair"][pair_of(record)].append(record)
         groups["policy"][record["case"]["policy"] or "(all)"].append(record)
+        if record["case"].get("group"):
+            groups["group"][record["case"]["group"]].append(record)
     return {
         "overall": score(records),
         "by_pair": {k: score(v) for k, v in sorted(groups["pair"].items())},
         "by_policy": {k: score(v) for k, v in sorted(groups["policy"].items())},
+        "by_group": {k: score(v) for k, v in sorted(groups["group"].items())},
     }
 
 
@@ -289,6 +308,8 @@ COLUMNS = [
     ("refusal_precision", "refP"),
     ("refusal_recall", "refR"),
     ("false_refusal_rate", "falseR"),
+    ("policies_recall", "polR"),
+    ("policies_precision", "polP"),
     ("latency_p50_ms", "p50ms"),
     ("latency_p95_ms", "p95ms"),
 ]
@@ -315,6 +336,7 @@ def format_report(name: str, figures: dict) -> str:
     rows = [("overall", figures["overall"])]
     rows += [(k, v) for k, v in figures["by_pair"].items()]
     rows += [(k, v) for k, v in figures["by_policy"].items()]
+    rows += [(f"group {k}", v) for k, v in figures.get("by_group", {}).items()]
     for title, values in rows:
         lines.append(f"{title:<22}" + "".join(f"{cell(values.get(key)):>8}" for key, _ in columns))
     return "\n".join(lines)
@@ -344,6 +366,8 @@ def check_thresholds(figures: dict, thresholds: dict) -> list[str]:
     check("overall", figures["overall"], thresholds.get("overall", {}))
     for pair, values in figures["by_pair"].items():
         check(pair, values, thresholds.get("each_pair", {}))
+    for group, values in figures.get("by_group", {}).items():
+        check(f"group {group}", values, thresholds.get("group", {}).get(group, {}))
     return failures
 
 

@@ -80,12 +80,11 @@ class Retriever:
         assert self.embedder is not None
         started = time.perf_counter()
 
-        def embed(text: str, language: Language) -> np.ndarray:
-            return self.embedder.embed_query(standardise(text) if language == "id" else text)
-
-        vector = embed(query.text, query.language)
-        for previous, language, weight in query.weighted_previous():
-            vector = vector + weight * embed(previous, language)
+        texts = [(query.text, query.language, 1.0), *query.weighted_previous()]
+        vectors = self.embedder.embed_queries(
+            [standardise(text) if language == "id" else text for text, language, _ in texts]
+        )
+        vector = sum(weight * v for (_, _, weight), v in zip(texts, vectors, strict=True))
         if query.previous:
             vector = vector / (np.linalg.norm(vector) or 1.0)
         timings["embed"] = (time.perf_counter() - started) * 1000

@@ -163,3 +163,38 @@ def test_generated_answer_in_the_chat(seed_settings: Settings, tmp_path: Path,
     else:
         assert "Jubelio sells" not in text
         assert "could not be checked against the clause" in captions
+
+
+def test_compare_page_gives_a_row_per_policy_answered_or_not_stated(app: AppTest) -> None:
+    app.switch_page("app_pages/compare.py").run()
+    assert not app.exception
+    topic = next(b for b in app.button if b.label == "Cookies")
+    topic.click().run()
+    assert not app.exception, app.exception
+    text = markdown_text(app)
+    # A row per policy, each answered (badge, policy, section) or "not stated".
+    rows = [line for line in text.splitlines() if "-badge[" in line]
+    assert len(rows) == 5
+    assert any("Webdeskers Privacy Policy** · **§D\\.3" in row for row in rows)
+    assert any("Netmarks Indonesia Privacy Policy** · **§Cookies" in row for row in rows)
+    assert '<mark class="klausa-quote">' in text
+    assert len(app.get("download_button")) == 1  # the CSV is offered
+
+
+def test_compare_rows_match_the_chat_answers(assistant) -> None:
+    """The compare page is the chat's answer for each policy alone: same citation or refusal."""
+    from klausa.compare import compare, rows_csv
+
+    question = "Does the company sell my personal data?"
+    rows = compare(assistant, question)
+    assert [r.policy for r in rows] == list(assistant.catalog.policies)
+    for row in rows:
+        alone = assistant.ask(question, policy=row.policy, generate=False)
+        assert row.stated == (not alone.refused)
+        if row.stated:
+            assert row.answer.citations[0].label == alone.citations[0].label
+    jubelio = next(r for r in rows if r.policy == "jubelio")
+    assert jubelio.stated and "sell" in jubelio.answer.citations[0].quote
+    lines = rows_csv(rows).splitlines()
+    assert lines[0].startswith("policy,title,status,section")
+    assert len(lines) == len(rows) + 1

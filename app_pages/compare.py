@@ -1,0 +1,74 @@
+"""Compare: one question across every policy, a row each — the clause that answers, or
+"not stated" — with the supporting words highlighted, and a CSV of it all."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages.common import interface_language, load_assistant, render_clause, state
+from klausa import QuestionError
+from klausa.compare import compare, rows_csv
+from klausa.compose import section_name
+from klausa.embeddings import ModelLoadError
+from klausa.prompts import phrases
+from klausa.stores import IndexMissingError
+from klausa.ui import escape_markdown, ui
+
+
+def compare_page() -> None:
+    language = interface_language()
+    try:
+        with st.spinner(ui(language, "loading")):
+            assistant = load_assistant()
+    except IndexMissingError:
+        st.error(ui(language, "index_missing"))
+        return
+    except ModelLoadError as error:
+        st.error(str(error))
+        return
+    st.title(ui(language, "compare_title"))
+    st.caption(ui(language, "compare_caption"))
+
+    def pick_topic(question: str) -> None:
+        state.compare_question = question
+
+    st.markdown(f"**{ui(language, 'compare_topics')}**")
+    topics = phrases("ui", language)["compare_topic_list"]
+    columns = st.columns(len(topics))
+    for number, (label, question) in enumerate(topics):
+        columns[number].button(label, key=f"topic-{number}", on_click=pick_topic,
+                               args=(question,), width="stretch")
+    with st.form("compare-form", border=False):
+        st.text_input(ui(language, "compare_input"), key="compare_question",
+                      max_chars=assistant.settings.max_question_chars)
+        st.form_submit_button(ui(language, "compare_page"), icon=":material/compare_arrows:")
+    question = (state.get("compare_question") or "").strip()
+    if not question:
+        return
+    try:
+        with st.spinner(ui(language, "thinking")):
+            rows = compare(assistant, question)
+    except QuestionError as error:
+        st.error(str(error))
+        return
+    answer_language = rows[0].answer.language if rows else language
+    answered = sum(row.stated for row in rows)
+    st.markdown(ui(answer_language, "compare_summary", answered=answered, total=len(rows)))
+    for row in rows:
+        with st.container(border=True):
+            if row.stated:
+                citation = row.answer.citations[0]
+                st.markdown(f":green-badge[{ui(answer_language, 'compare_answered')}] "
+                            f"**{escape_markdown(row.title)}** · "
+                            f"**{escape_markdown(section_name(citation.label, citation.title))}**")
+                render_clause(assistant, citation, answer_language)
+            else:
+                st.markdown(f":gray-badge[{ui(answer_language, 'compare_not_stated')}] "
+                            f"**{escape_markdown(row.title)}**")
+                st.caption(ui(answer_language, "compare_not_stated_detail", policy=row.title))
+    st.download_button(ui(language, "compare_download"), rows_csv(rows),
+                       file_name="klausa-compare.csv", mime="text/csv",
+                       icon=":material/download:")
+
+
+compare_page()

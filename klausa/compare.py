@@ -1,0 +1,55 @@
+"""One question across every policy: per policy, the clause that answers or "not stated".
+
+The compare page and the CSV export call this; each row is the answer ``Assistant.ask`` gives
+for that policy alone, so a row is right exactly when the chat would be."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from klausa.assistant import Assistant
+from klausa.compose import collapse
+from klausa.types import Answer, Language
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    policy: str
+    title: str
+    answer: Answer
+
+    @property
+    def stated(self) -> bool:
+        return not self.answer.refused and bool(self.answer.citations)
+
+
+def compare(assistant: Assistant, question: str,
+            language: Language | None = None) -> list[PolicyRow]:
+    """The question asked of each indexed policy, in the catalog's order. Raises
+    ``QuestionError`` (in the asker's language) for an empty or oversized question."""
+    _, language = assistant.check_question(question, language)
+    catalog = assistant.catalog
+    return [PolicyRow(policy_id, policy.info.title,
+                      assistant.ask(question, policy=policy_id, language=language,
+                                    generate=False))
+            for policy_id, policy in catalog.policies.items()]
+
+
+def rows_csv(rows: list[PolicyRow]) -> str:
+    """The comparison as CSV: policy, status, section, the supporting words, the clause."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["policy", "title", "status", "section", "section_title", "quote",
+                     "clause", "question", "language"])
+    for row in rows:
+        citation = row.answer.citations[0] if row.stated else None
+        writer.writerow([
+            row.policy, row.title, "answered" if citation else "not stated",
+            citation.label if citation else "", citation.title if citation else "",
+            collapse(citation.quote) if citation else "",
+            collapse(citation.text) if citation else "",
+            row.answer.question, row.answer.language,
+        ])
+    return out.getvalue()
