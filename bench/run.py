@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import platform
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -153,9 +156,34 @@ def run(quick: bool) -> dict:
         results["ratio"] = {q: round(results["klausa"][q] / results["tutorial"][q], 2)
                             for q in ("p50", "p95")}
 
+        log.info("serving memory: a fresh process answering every question from this index")
+        results["serving"] = serving_memory(Path(tmp), cases)
+
     results["memory"] = {"rss_mb": status_mb("VmRSS"), "peak_rss_mb": maxrss_mb()}
     results["environment"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
+
+
+def serving_memory(data_dir: Path, cases: list[Case]) -> dict:
+    """What a serving process holds: a fresh process (no ingest in it) loads the model and
+    the index, answers every question, and reports its resident memory."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--serving-memory", str(data_dir)],
+        capture_output=True, text=True, timeout=1800, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def serve_and_measure(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, models_path=REPO / "data/models")
+    assistant = Assistant(settings)
+    assistant.warm()
+    warmed = status_mb("VmRSS")
+    cases = load_cases(REPO / "tests/qa/dev.jsonl") + load_cases(REPO / "tests/qa/test.jsonl")
+    for case in cases:
+        assistant.ask(case.question, policy=case.policy)
+    print(json.dumps({"rss_after_warm_mb": warmed, "rss_after_questions_mb": status_mb("VmRSS"),
+                      "peak_rss_mb": status_mb("VmHWM"), "questions": len(cases)}))
 
 
 def table(r: dict) -> str:
@@ -182,7 +210,11 @@ def table(r: dict) -> str:
         + "  ".join(f"{p} {v:.2f}" for p, v in k["parts_mean_ms"].items()),
         f"hit@1 / MRR: klausa {k['hit@1']} / {k['mrr']}, tutorial {t['hit@1']} / {t['mrr']}",
         f"tutorial index build  {t['build_s']:.2f} s",
-        f"memory at end         RSS {mem['rss_mb']} MB, peak {mem['peak_rss_mb']} MB",
+        f"memory at end         RSS {mem['rss_mb']} MB, peak {mem['peak_rss_mb']} MB "
+        "(this process: model, ingest, two indexes)",
+        f"serving process       RSS {r['serving']['rss_after_warm_mb']} MB warm, "
+        f"{r['serving']['rss_after_questions_mb']} MB after {r['serving']['questions']} "
+        f"questions, peak {r['serving']['peak_rss_mb']} MB",
     ]
     if env["other_klausa_processes"]:
         lines.append("WARNING: other klausa processes were running; figures may be disturbed:")
@@ -194,7 +226,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"only {QUICK} questions")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/latest.json")
+    parser.add_argument("--serving-memory", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serving_memory:
+        serve_and_measure(args.serving_memory)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = run(args.quick)
     write_results(args.out, results)
