@@ -29,15 +29,15 @@ def compare_page() -> None:
     st.title(ui(language, "compare_title"))
     st.caption(ui(language, "compare_caption"))
 
-    def pick_topic(question: str) -> None:
-        state.compare_question = question
-
-    st.markdown(f"**{ui(language, 'compare_topics')}**")
     topics = phrases("ui", language)["compare_topic_list"]
-    columns = st.columns(len(topics))
-    for number, (label, question) in enumerate(topics):
-        columns[number].button(label, key=f"topic-{number}", on_click=pick_topic,
-                               args=(question,), width="stretch")
+
+    def pick_topic() -> None:
+        number = state.get("compare_topic")
+        if number is not None:
+            state.compare_question = topics[number][1]
+
+    st.pills(ui(language, "compare_topics"), range(len(topics)), key="compare_topic",
+             format_func=lambda number: topics[number][0], on_change=pick_topic)
     with st.form("compare-form", border=False):
         st.text_input(ui(language, "compare_input"), key="compare_question",
                       max_chars=assistant.settings.max_question_chars)

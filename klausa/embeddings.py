@@ -276,8 +276,11 @@ class SentenceTransformerEmbedder:
                             or getattr(table, "follows_model_dtype", False)):
                         self._passage_model = False
                     else:
-                        # Integer buffers (the int8 rows) are shared, not copied.
+                        # Integer buffers (the int8 rows) and the tokenizer are shared, not
+                        # copied (copying the tokenizer's vocabulary alone takes seconds).
                         memo = {id(b): b for b in table.buffers() if not b.is_floating_point()}
+                        tokenizer = getattr(model, "tokenizer", None)
+                        memo[id(tokenizer)] = tokenizer
                         self._passage_model = copy.deepcopy(model, memo).to(torch.bfloat16)
         return self._passage_model or None
 

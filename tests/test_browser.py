@@ -215,3 +215,64 @@ def test_a_conversation_alternating_languages_answers_every_question(
         time.sleep(0.3)
     assert rows == [(0,)]
     page.close()
+
+
+def test_compare_page_shows_a_row_per_policy(server: dict, browser, artifacts: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(f"{server['url']}/compare")
+    page.get_by_test_id("stButtonGroup").get_by_text("Cookies", exact=True).first.click()
+    page.get_by_text("policies address this").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    text = page.inner_text("body")
+    for title in ("Webdeskers Privacy Policy", "Netmarks Indonesia Privacy Policy",
+                  "Jubelio", "Interindo", "Lacimart"):
+        assert title.lower() in text.lower(), title
+    assert "§D.3" in text
+    assert page.locator("mark.klausa-quote").count() >= 1
+    assert page.get_by_role("button", name="Download as CSV").count() == 1
+    page.screenshot(path=str(artifacts / "07-compare.png"), full_page=True)
+    page.close()
+
+
+def test_four_people_at_once_during_a_reindex_each_get_their_own_answer(
+    server: dict, browser, artifacts: Path, tmp_path: Path
+) -> None:
+    """Four browser contexts (four sessions) ask different questions at the same moment while
+    an ingest adds a policy to the same index: each sees its own question answered from its
+    own policy, never another session's."""
+    extra = tmp_path / "tokoku.en.txt"
+    extra.write_text((REPO / "corpus" / "netmarks.en.txt").read_text("utf-8"), "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLAUSA_")}
+    env.update(KLAUSA_DATA_DIR=str(server["db"].parent),
+               KLAUSA_MODELS_PATH=str(REPO / "data" / "models"))
+    asks = [("Does Jubelio sell my personal data?", "Jubelio"),
+            ("Bisakah saya menolak cookies di Webdeskers?", "Webdeskers"),
+            ("How long does Netmarks keep my personal information?", "Netmarks"),
+            ("Apakah Lacimart mengumpulkan data lokasi saya?", "Lacimart")]
+    contexts = [browser.new_context(viewport={"width": 1100, "height": 900}) for _ in asks]
+    pages = [context.new_page() for context in contexts]
+    for page in pages:
+        page.goto(server["url"])
+        page.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)
+    reindex = subprocess.Popen(
+        [sys.executable, "-m", "klausa.cli", "ingest", str(extra), "--no-prune"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for page, (question, _) in zip(pages, asks, strict=True):
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill(question)
+            box.press("Enter")
+        for number, (page, (question, company)) in enumerate(zip(pages, asks, strict=True)):
+            messages = page.get_by_test_id("stChatMessage")
+            messages.nth(1).locator("mark.klausa-quote").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(500)
+            assert messages.count() == 2, f"session {number}: {messages.count()} messages"
+            assert messages.nth(0).inner_text().strip().endswith(question)
+            assert company.lower() in messages.nth(1).inner_text().lower()
+            others = [q for q, _ in asks if q != question]
+            assert not any(q in page.inner_text("body") for q in others)
+            page.screenshot(path=str(artifacts / f"08-session-{number}.png"), full_page=True)
+    finally:
+        assert reindex.wait(timeout=300) == 0, reindex.stderr.read() if reindex.stderr else ""
+        for context in contexts:
+            context.close()
