@@ -127,7 +127,10 @@ def analyse(text: str, language: Language) -> list[str]:
 def detect_language(text: str) -> Language:
     """English or Indonesian. Marker words decide short questions; py3langid the rest."""
     tokens = [w for w in words(text) if w not in _SHARED_MARKERS]
-    id_score = sum(w in MARKERS["id"] for w in tokens) + sum(
+    informal = slang()
+    # Informal Indonesian ("nyimpen", "gue", "ga", "hp") is Indonesian evidence too: short
+    # slangy questions have few standard marker words.
+    id_score = sum(w in MARKERS["id"] or w in informal for w in tokens) + sum(
         1 for w in tokens if re.fullmatch(r"(di|me|ber|ter|pe)\w{3,}(kan|an|i|nya)", w)
     )
     en_score = sum(w in MARKERS["en"] for w in tokens) + sum(

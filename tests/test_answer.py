@@ -109,7 +109,11 @@ def test_language_override(assistant: Assistant) -> None:
     ("text", "language"),
     [("cookies?", "en"), ("data pribadi saya dijual?", "id"), ("OTP", "en"),
      ("hapus akun", "id"), ("Can I delete my account?", "en"),
-     ("gimana caranya biar nggak dapet iklan?", "id"), ("Is my data sold?", "en")],
+     ("gimana caranya biar nggak dapet iklan?", "id"), ("Is my data sold?", "en"),
+     ("lacimart nyimpen nomer imei hp gue ga sih?", "id"),
+     ("webdeskers pake cookies buat apa", "id"),
+     ("Foto profil gue dipake buat face recognition ga?", "id"),
+     ("Does Lacimart use my phone number?", "en")],
 )
 def test_language_detection_on_short_and_mixed_questions(text: str, language: str) -> None:
     assert detect_language(text) == language
