@@ -276,7 +276,13 @@ class Assistant:
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
             # A clause cited from further down the candidates is shown in the trace too.
             hits = hits + [h for h in chosen if h not in hits]
-            answer_text = render_answer(citations, catalog, language)
+            # An answer about several policies groups its citations by policy (one each)
+            # and names the searched policies that do not address the question.
+            unaddressed = None if single_policy else [
+                catalog.info(p).title for p in (policies or catalog.policies)
+                if p not in {c.policy for c in citations}
+            ]
+            answer_text = render_answer(citations, catalog, language, unaddressed)
         timings = dict(retrieval.timings_ms)
         timings["compose"] = (time.perf_counter() - compose_started) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000

@@ -263,7 +263,8 @@ def serve(settings: Settings, port: int, streamlit_options: tuple[str, ...]) -> 
 @click.option(
     "--thresholds",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Minimum figures (TOML); default: thresholds.toml beside FILE, if any.",
+    help="Minimum figures (TOML); default: NAME.thresholds.toml (NAME: FILE's name up to its "
+    "first dot) or thresholds.toml beside FILE, if any.",
 )
 @click.option("--llm", type=click.Choice(["none", "local", "openai", "ollama"]),
               help="Generative answers from this chat model (default: KLAUSA_LLM).")
@@ -292,7 +293,10 @@ def evaluate(
     unknown = set(names) - {"hybrid", "dense", "bm25", "tutorial"}
     if unknown:
         fail(f"unknown retriever(s): {', '.join(sorted(unknown))}", EXIT_USAGE)
-    thresholds = thresholds or (file.parent / "thresholds.toml")
+    # A split's own thresholds (realistic.test.jsonl → realistic.thresholds.toml), else the
+    # folder's thresholds.toml.
+    own = file.parent / f"{file.name.split('.')[0]}.thresholds.toml"
+    thresholds = thresholds or (own if own.exists() else file.parent / "thresholds.toml")
     if llm:
         settings = settings.model_copy(update={"llm": llm})
     with tempfile.TemporaryDirectory(prefix="klausa-eval-") as scratch:

@@ -82,11 +82,15 @@ def choose(hits: list[Hit]) -> list[Hit]:
     return chosen
 
 
-def render_answer(citations: list[Citation], catalog: Catalog, language: Language) -> str:
+def render_answer(citations: list[Citation], catalog: Catalog, language: Language,
+                  unaddressed: list[str] | None = None) -> str:
+    """The cited clauses, quoted. ``unaddressed`` (an answer about all policies): the titles of
+    the policies none of whose clauses answers; each cited policy then gets its own part."""
     parts: list[str] = []
     prevailing_noted = False
     for number, citation in enumerate(citations):
-        key = "lead" if number == 0 else "lead_more"
+        key = "lead_policy" if unaddressed is not None else "lead" if number == 0 else (
+            "lead_more")
         parts.append(phrase("answer", language, key, policy=citation.policy_title,
                             section=section_name(citation.label, citation.title)))
         if citation.language != language:
@@ -98,6 +102,8 @@ def render_answer(citations: list[Citation], catalog: Catalog, language: Languag
             prevailing_noted = True
     if prevailing_noted:
         parts.append(phrase("answer", language, "prevails"))
+    if unaddressed:
+        parts.append(phrase("answer", language, "not_addressed", policies=", ".join(unaddressed)))
     return "\n".join(parts).strip()
 
 

@@ -91,6 +91,13 @@ def test_all_policies_question_cites_several_policies(assistant: Assistant) -> N
     policies = {c.policy for c in answer.citations}
     assert not answer.refused and len(policies) >= 2
     assert all("cookie" in c.text.lower() for c in answer.citations)
+    # One part per cited policy, then the policies that do not address it, by name.
+    titles = {c.policy: c.policy_title for c in answer.citations}
+    for policy, title in titles.items():
+        assert answer.answer.count(f"{title}, §") == 1, (policy, answer.answer)
+    silent = [p.info.title for pid, p in assistant.catalog.policies.items() if pid not in titles]
+    if silent:
+        assert answer.answer.splitlines()[-1] == f"Not addressed by: {', '.join(silent)}."
 
 
 def test_a_company_named_in_the_question_narrows_the_search(assistant: Assistant) -> None:
