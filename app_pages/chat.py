@@ -7,30 +7,22 @@ import streamlit as st
 from app_pages.common import (
     LANGUAGE_CHOICES,
     ask,
+    assistant_or_error,
     bilingual,
     interface_language,
-    load_assistant,
     render_answer,
     state,
 )
 from klausa import Settings
-from klausa.embeddings import ModelLoadError
-from klausa.stores import IndexMissingError
 from klausa.ui import starters, ui
 
 
 def chat_page() -> None:
     language = interface_language()
-    try:
-        with st.spinner(ui(language, "loading")):
-            assistant = load_assistant()
-            catalog = assistant.catalog
-    except IndexMissingError:
-        st.error(ui(language, "index_missing"))
+    assistant = assistant_or_error(language)
+    if assistant is None:
         return
-    except ModelLoadError as error:
-        st.error(str(error))
-        return
+    catalog = assistant.catalog
     with st.sidebar:
         options = ["", *catalog.policies]
         default = Settings().default_policy

@@ -10,8 +10,10 @@ import streamlit as st
 
 from klausa import Answer, Assistant, Citation, QuestionError, Settings
 from klausa.compose import section_name
+from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
 from klausa.serving import warmed_assistant
+from klausa.stores import IndexMissingError
 from klausa.types import Language
 from klausa.ui import (
     PasswordGate,
@@ -38,6 +40,22 @@ def _assistant(data_dir: str) -> Assistant:
 def load_assistant() -> Assistant:
     """Model and index, once per server process and data dir (warmed before any question)."""
     return _assistant(str(Settings().data_dir))
+
+
+def assistant_or_error(language: Language) -> Assistant | None:
+    """The loaded assistant (with the index opened), or None after showing why not: no index
+    yet, or a model that cannot load."""
+    try:
+        with st.spinner(ui(language, "loading")):
+            assistant = load_assistant()
+            _ = assistant.catalog
+    except IndexMissingError:
+        st.error(ui(language, "index_missing"))
+        return None
+    except ModelLoadError as error:
+        st.error(str(error))
+        return None
+    return assistant
 
 
 @st.cache_resource(show_spinner=False)

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import interface_language, load_assistant, render_clause, state
+from app_pages.common import assistant_or_error, interface_language, render_clause, state
 from klausa import QuestionError
 from klausa.compare import compare, rows_csv
 from klausa.compose import section_name
-from klausa.embeddings import ModelLoadError
 from klausa.prompts import phrases
-from klausa.stores import IndexMissingError
 from klausa.ui import escape_markdown, ui
 
 
 def compare_page() -> None:
     language = interface_language()
-    try:
-        with st.spinner(ui(language, "loading")):
-            assistant = load_assistant()
-    except IndexMissingError:
-        st.error(ui(language, "index_missing"))
-        return
-    except ModelLoadError as error:
-        st.error(str(error))
+    assistant = assistant_or_error(language)
+    if assistant is None:
         return
     st.title(ui(language, "compare_title"))
     st.caption(ui(language, "compare_caption"))
