@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import time
 
+from klausa.cases import Asker, Case, label_matches, passage_matches, policy_language
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder
-from klausa.evaluation import Asker, Case, passage_matches, policy_language
 from klausa.stores import LangChainEmbeddings, policy_filter
 from klausa.text import detect_language
 
@@ -52,8 +52,6 @@ class TutorialRAG(Asker):
 
     def gold_spans(self, case: Case) -> list[tuple[str, int, int]]:
         """Source spans of the clauses in the gold sections."""
-        from klausa.evaluation import label_matches
-
         return [
             (chunk.policy, chunk.start, chunk.end)
             for chunk in self.catalog.chunks.values()

@@ -16,99 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from klausa.assistant import Assistant
+from klausa.baseline import TutorialRAG
+from klausa.cases import (
+    Asker,
+    Case,
+    chunk_matches,
+    label_matches,
+    load_cases,
+    passage_matches,
+    policy_language,
+)
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder, load_embedder
 from klausa.generate import choose_sources, parse, verify
 from klausa.settings import Settings
 from klausa.text import detect_language
-from klausa.types import Answer, Chunk, Language, Turn
+from klausa.types import Answer, Language, Turn
 
 log = logging.getLogger(__name__)
 
 KS = (1, 3, 5, 10)
-#: A retrieved chunk "is" a gold passage when this share of the shorter one's words is shared.
-PASSAGE_OVERLAP = 0.6
-
-
-class Case(BaseModel):
-    """One line of a Q&A set (unknown keys are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    policy: str | None = None
-    lang: Language
-    question: str
-    answerable: bool = True
-    sections: list[str] = Field(default_factory=list)
-    quote: str | None = None
-    gold_passages: list[str] = Field(default_factory=list)
-    history: list[str] = Field(default_factory=list)
-    #: What the question tests (``near_miss``, ``all_policies``, ``paraphrase``, ``sibling``,
-    #: …): ``klausa eval`` reports each group on its own.
-    group: str | None = None
-
-
-def load_cases(path: Path) -> list[Case]:
-    cases = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                cases.append(Case.model_validate_json(line))
-            except ValueError as error:
-                raise ValueError(f"{path}:{number}: {error}") from None
-    return cases
-
-
-# --- matching retrieved clauses against the gold ------------------------------------------
-
-
-def _tokens(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
-
-
-def passage_matches(text: str, passages: Sequence[str]) -> bool:
-    chunk = _tokens(text)
-    for passage in passages:
-        gold = _tokens(passage)
-        shorter = min(len(chunk), len(gold))
-        if shorter and len(chunk & gold) / shorter >= PASSAGE_OVERLAP:
-            return True
-    return False
-
-
-def label_matches(chunk_policy: str, chunk_label: str, case: Case, catalog: Catalog) -> bool:
-    """The chunk lies in a gold section (the section itself or one of its sub-sections)."""
-    for gold in case.sections:
-        policy, _, label = gold.rpartition(":") if case.policy is None else ("", "", gold)
-        if policy and policy != chunk_policy:
-            continue
-        if case.policy and case.policy != chunk_policy:
-            continue
-        if chunk_label == label or _is_descendant(catalog, chunk_policy, chunk_label, label):
-            return True
-    return False
-
-
-def _is_descendant(catalog: Catalog, policy: str, label: str, ancestor: str) -> bool:
-    parsed = catalog.policies.get(policy)
-    if parsed is None:
-        return False
-    parents = {s.label: s.parent for s in parsed.sections}
-    parent = parents.get(label)
-    while parent is not None:
-        if parent == ancestor:
-            return True
-        parent = parents.get(parent)
-    return False
-
-
-def chunk_matches(chunk: Chunk, case: Case, catalog: Catalog) -> bool:
-    if case.gold_passages:
-        return passage_matches(chunk.text, case.gold_passages)
-    return label_matches(chunk.policy, chunk.label, case, catalog)
-
-
 def answer_language(answer: Answer, catalog: Catalog) -> Language:
     """The language the answer is written in, judged on its own words: quotes, policy names
     and section labels and titles (which stay as the policy writes them) are left out."""
@@ -120,15 +47,6 @@ def answer_language(answer: Answer, catalog: Catalog) -> Language:
 
 
 # --- running --------------------------------------------------------------------------
-
-
-class Asker:
-    """Anything that answers a case: the assistant, or a baseline."""
-
-    name: str
-
-    def __call__(self, case: Case) -> dict:  # returns a per-question record
-        raise NotImplementedError
 
 
 class AssistantAsker(Asker):
@@ -177,15 +95,6 @@ class AssistantAsker(Asker):
             policy_language=policy_language(case, catalog),
         )
         return record
-
-
-def policy_language(case: Case, catalog: Catalog) -> str:
-    policy = case.policy
-    if policy is None and case.sections:
-        policy = case.sections[0].rpartition(":")[0] or None
-    if policy and policy in catalog.policies:
-        return catalog.policies[policy].info.language
-    return "all"
 
 
 def run(asker: Asker, cases: Sequence[Case], *, progress: bool = False) -> list[dict]:
@@ -406,8 +315,6 @@ def run_evaluation(
             settings, embedder=embedder, retriever=name if name != "tutorial" else None
         )
         if name == "tutorial":
-            from klausa.baseline import TutorialRAG
-
             asker: Asker = TutorialRAG(assistant.catalog, embedder)
         else:
             asker = AssistantAsker(assistant, name)
