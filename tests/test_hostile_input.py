@@ -36,8 +36,9 @@ CLEAN = "Does Jubelio sell my personal data?"
 
 def foreign_words(answer: Answer, catalog: Catalog) -> str:
     """What is left of the answer text after removing the fixed phrases of both languages,
-    the quoted clauses and the names of cited or listed sections: words from anywhere else
-    (the question, an injected instruction) would remain."""
+    the quoted clauses, the names of cited or listed sections and of the policies (an answer
+    about all policies names those that do not address it): words from anywhere else (the
+    question, an injected instruction) would remain."""
     allowed: list[str] = []
     for language in ("en", "id"):
         for template in phrases("answer", language).values():
@@ -46,12 +47,12 @@ def foreign_words(answer: Answer, catalog: Catalog) -> str:
         allowed += [collapse(citation.quote), citation.policy_title, citation.label,
                     citation.title]
     for hit in answer.hits:
-        allowed += [catalog.info(hit.chunk.policy).title, hit.chunk.label,
-                    hit.chunk.section_title]
+        allowed += [hit.chunk.label, hit.chunk.section_title]
+    allowed += [policy.info.title for policy in catalog.policies.values()]
     rest = answer.answer
     for piece in sorted({p.strip() for p in allowed if p.strip()}, key=len, reverse=True):
         rest = rest.replace(piece, " ")
-    return re.sub(r"[\s§()“”>\-:.]+", " ", rest).strip()
+    return re.sub(r"[\s§()“”>\-:.,]+", " ", rest).strip()
 
 
 def check_answer(answer: Answer, catalog: Catalog) -> None:
