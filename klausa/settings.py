@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from klausa.models import EMBEDDING_MODELS, EMBEDDINGGEMMA, embedding_model
 from klausa.types import Language
 
-TUNED_PER_MODEL = ("dense_weight", "refusal_threshold", "coverage_weight", "unknown_weight")
+TUNED_PER_MODEL = ("dense_weight", "refusal_threshold", "coverage_weight", "unknown_weight",
+                   "policy_margin")
 
 
 class Settings(BaseSettings):
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     coverage_weight: float | None = None
     #: Weight of "share of the question's terms that no policy uses" (subtracted).
     unknown_weight: float | None = None
+    #: An all-policies answer cites a policy only when its best clause's dense similarity is
+    #: within this of the best policy's (the model's own scale; tuned on dev).
+    policy_margin: float | None = Field(None, ge=0.0)
 
     #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
     #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:

@@ -39,6 +39,7 @@ class EmbeddingModelSpec:
     refusal_threshold: float
     coverage_weight: float
     unknown_weight: float
+    policy_margin: float
 
     def document(self, title: str, text: str) -> str:
         if title:
@@ -75,6 +76,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
         refusal_threshold=0.245,
         coverage_weight=0.0,
         unknown_weight=0.05,
+        policy_margin=0.15,
     ),
     E5_SMALL: EmbeddingModelSpec(
         name=E5_SMALL,
@@ -88,6 +90,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
         refusal_threshold=0.779,
         coverage_weight=0.0,
         unknown_weight=0.05,
+        policy_margin=1.0,  # e5's similarities are compressed: no margin (as before)
     ),
 }
 
