@@ -58,6 +58,10 @@ def compare_page() -> None:
                 st.markdown(f":gray-badge[{ui(answer_language, 'compare_not_stated')}] "
                             f"**{escape_markdown(row.title)}**")
                 st.caption(ui(answer_language, "compare_not_stated_detail", policy=row.title))
+                nearest = row.answer.citations[0] if row.answer.citations else None
+                if nearest is not None:
+                    st.caption(ui(answer_language, "compare_nearest", section=escape_markdown(
+                        section_name(nearest.label, nearest.title))))
     st.download_button(ui(language, "compare_download"), rows_csv(rows),
                        file_name="klausa-compare.csv", mime="text/csv",
                        icon=":material/download:")

@@ -19,22 +19,32 @@ class PolicyRow:
     policy: str
     title: str
     answer: Answer
+    #: False when the policy's best clause is far weaker than another policy's (see compare).
+    addresses: bool = True
 
     @property
     def stated(self) -> bool:
-        return not self.answer.refused and bool(self.answer.citations)
+        return self.addresses and not self.answer.refused and bool(self.answer.citations)
 
 
 def compare(assistant: Assistant, question: str,
             language: Language | None = None) -> list[PolicyRow]:
-    """The question asked of each indexed policy, in the catalog's order. Raises
-    ``QuestionError`` (in the asker's language) for an empty or oversized question."""
+    """The question asked of each indexed policy, in the catalog's order. A policy whose best
+    clause's similarity is more than ``settings.policy_margin`` below the best policy's is
+    "not stated", as in an all-policies answer in the chat. Raises ``QuestionError`` (in the
+    asker's language) for an empty or oversized question."""
     _, language = assistant.check_question(question, language)
     catalog = assistant.catalog
-    return [PolicyRow(policy_id, policy.info.title,
-                      assistant.ask(question, policy=policy_id, language=language,
-                                    generate=False))
-            for policy_id, policy in catalog.policies.items()]
+    answers = {policy_id: assistant.ask(question, policy=policy_id, language=language,
+                                        generate=False)
+               for policy_id in catalog.policies}
+    similarity = {p: float(a.trace["support"]["dense"]) for p, a in answers.items()
+                  if not a.refused}
+    best = max(similarity.values(), default=0.0)
+    margin = float(assistant.settings.policy_margin or 0.0)
+    return [PolicyRow(policy_id, catalog.policies[policy_id].info.title, answer,
+                      addresses=similarity.get(policy_id, 0.0) >= best - margin)
+            for policy_id, answer in answers.items()]
 
 
 def rows_csv(rows: list[PolicyRow]) -> str:
