@@ -68,27 +68,12 @@ class ChromaStore:
     """Chroma on disk (``PersistentClient``) or a ``chroma run`` server (``HttpClient``)."""
 
     def __init__(self, settings: Settings, embedder: Embedder, *, create: bool = True) -> None:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
         from langchain_chroma import Chroma
 
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
-        if settings.chroma_url:
-            url = urlparse(settings.chroma_url)
-            client = chromadb.HttpClient(
-                host=url.hostname or "127.0.0.1",
-                port=url.port or 8000,
-                ssl=url.scheme == "https",
-                settings=chroma_settings,
-            )
-        else:
-            if not create and not settings.chroma_dir.exists():
-                raise IndexMissingError(
-                    f"no index in {settings.chroma_dir}; run `klausa ingest` first"
-                )
-            settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(
-                path=str(settings.chroma_dir), settings=chroma_settings
+        client = _chroma_client(settings, create=create)
+        if client is None:
+            raise IndexMissingError(
+                f"no index in {settings.chroma_dir}; run `klausa ingest` first"
             )
         self.client = client
         self.name = settings.collection_name
@@ -155,19 +140,9 @@ class ChromaStore:
 def stored_vector_count(settings: Settings) -> int | None:
     """How many vectors the collection of the configured embedding model holds in the current
     generation; None when it does not exist (no model is loaded to find out)."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
     try:
-        if settings.chroma_url:
-            client = _http_client(settings)
-        elif settings.chroma_dir.exists():
-            client = chromadb.PersistentClient(
-                path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
-            )
-        else:
-            return None
-        return client.get_collection(settings.collection_name).count()
+        client = _chroma_client(settings, create=False)
+        return None if client is None else client.get_collection(settings.collection_name).count()
     except Exception:  # no such collection (the error type differs between Chroma versions)
         return None
 
@@ -202,6 +177,21 @@ def drop_server_collection(settings: Settings) -> None:
 
     with contextlib.suppress(chromadb.errors.NotFoundError, ValueError):
         _http_client(settings).delete_collection(settings.collection_name)
+
+
+def _chroma_client(settings: Settings, *, create: bool):  # type: ignore[no-untyped-def]
+    """The ``chroma run`` server's client, or the on-disk one of the current generation
+    (None when that folder does not exist and ``create`` is false)."""
+    if settings.chroma_url:
+        return _http_client(settings)
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    if not create and not settings.chroma_dir.exists():
+        return None
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir),
+                                     settings=ChromaSettings(anonymized_telemetry=False))
 
 
 def _http_client(settings: Settings):  # type: ignore[no-untyped-def]
