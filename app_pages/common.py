@@ -12,13 +12,15 @@ from klausa import Answer, Assistant, Citation, QuestionError, Settings
 from klausa.compose import section_name
 from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
+from klausa.review import ReviewDesk
 from klausa.serving import warmed_assistant
+from klausa.staff import SignInError, StaffDirectory, StaffMember
 from klausa.stores import IndexMissingError
 from klausa.types import Language
 from klausa.ui import (
-    PasswordGate,
     escape_markdown,
     highlight_html,
+    readable_time,
     section_source,
     stream_words,
     ui,
@@ -70,8 +72,21 @@ def answer_log() -> AnswerLog:
 
 
 @st.cache_resource(show_spinner=False)
-def password_gate() -> PasswordGate:
-    return PasswordGate()
+def _staff_directory(data_dir: str, database_url: str | None, bootstrap: str | None
+                     ) -> StaffDirectory:
+    settings = Settings(data_dir=data_dir)
+    return StaffDirectory(answer_log(), bootstrap_password=bootstrap,
+                          bootstrap_name=settings.admin_name)
+
+
+def staff_directory() -> StaffDirectory:
+    settings = Settings()
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return _staff_directory(str(settings.data_dir), url, admin_password())
+
+
+def review_desk() -> ReviewDesk:
+    return ReviewDesk(answer_log(), staff_directory())
 
 
 # --- state -------------------------------------------------------------------------------
@@ -144,25 +159,31 @@ def save_feedback(message_id: str, answer_id: str) -> None:
     answer_log().rate(answer_id, rating, comment)
 
 
-def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) -> None:
-    answer = Answer.model_validate(message["answer"])
+def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = False) -> None:
+    """The answer as the asker sees it: a refusal, or the text and the cited clauses."""
     language = answer.language
     if answer.refused:
         with st.container(border=True):
             st.markdown(f"**{ui(language, 'not_covered_heading')}**")
             st.warning(answer_markdown(answer), icon=":material/block:")
+        return
+    text = answer_markdown(answer)
+    generation = answer.trace.get("generation")
+    # Said only when a written answer was rejected; a model that is down or cannot load
+    # is the staff's business (the support desk shows it), not the asker's.
+    if isinstance(generation, dict) and generation.get("raw") and not generation["passed"]:
+        st.caption(ui(language, "generation_rejected"))
+    if stream:
+        st.write_stream(stream_words(text))
     else:
-        text = answer_markdown(answer)
-        generation = answer.trace.get("generation")
-        # Said only when a written answer was rejected; a model that is down or cannot load
-        # is the staff's business (the support desk shows it), not the asker's.
-        if isinstance(generation, dict) and generation.get("raw") and not generation["passed"]:
-            st.caption(ui(language, "generation_rejected"))
-        if stream:
-            st.write_stream(stream_words(text))
-        else:
-            st.markdown(text)
-        render_citations(assistant, answer, language)
+        st.markdown(text)
+    render_citations(assistant, answer, language)
+
+
+def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) -> None:
+    answer = Answer.model_validate(message["answer"])
+    language = answer.language
+    render_answer_body(assistant, answer, stream=stream)
     message_id = message["id"]
     st.feedback("thumbs", key=f"rating-{message_id}", on_change=save_feedback,
                 args=(message_id, message["answer_id"]))
@@ -210,30 +231,54 @@ def ask(assistant: Assistant, question: str) -> None:
         render_answer(assistant, message, stream=not written)
 
 
-
-
-def staff_signed_in(language: Language) -> bool:
-    """Show the sign-in form unless this session has signed in; True when signed in."""
-    expected = admin_password()
-    if not expected:
+def staff_member(language: Language, permission: str) -> StaffMember | None:
+    """The signed-in staff member when they may do ``permission`` ("review", "library");
+    otherwise None, after showing the sign-in form or why not. The account is read afresh on
+    every run: a removed account or a changed role counts at once."""
+    staff = staff_directory()
+    if not staff.enabled:
         st.info(ui(language, "staff_pages_off"))
-        return False
-    if state.get("staff"):
-        return True
-    gate = password_gate()
-    with st.form("sign-in"):
-        given = st.text_input(ui(language, "password"), type="password")
-        submitted = st.form_submit_button(ui(language, "sign_in"))
-    if submitted:
-        if gate.locked_for():
-            st.error(ui(language, "locked_out", seconds=gate.locked_for()))
-        elif gate.check(given, expected):
-            state.staff = True
+        return None
+    member = staff.get(state.staff_name) if state.get("staff_name") else None
+    if member is None:
+        state.pop("staff_name", None)
+        sign_in_form(staff, language)
+        return None
+    with st.sidebar:
+        st.markdown(ui(language, "signed_in_as", name=escape_markdown(member.name),
+                       role=member.role))
+        if st.button(ui(language, "sign_out"), key="sign-out"):
+            state.pop("staff_name", None)
             st.rerun()
-        else:
-            locked = gate.locked_for()
-            st.error(ui(language, "locked_out", seconds=locked) if locked
-                     else ui(language, "wrong_password"))
-    return False
+    if not member.may(permission):
+        st.error(ui(language, "not_permitted", role=member.role))
+        return None
+    return member
 
 
+def sign_in_form(staff: StaffDirectory, language: Language) -> None:
+    with st.form("sign-in"):
+        name = st.text_input(ui(language, "staff_name"), autocomplete="username")
+        given = st.text_input(ui(language, "password"), type="password",
+                              autocomplete="current-password")
+        submitted = st.form_submit_button(ui(language, "sign_in"))
+    if not submitted:
+        return
+    try:
+        member = staff.sign_in(name, given)
+    except SignInError as error:
+        st.error(ui(language, "locked_out", seconds=error.locked_for) if error.locked_for
+                 else ui(language, "wrong_password"))
+        return
+    state.staff_name = member.name
+    st.rerun()
+
+
+def local_time(stamp: str | None) -> str:
+    """A stored time in the browser's time zone, readable."""
+    return readable_time(stamp, st.context.timezone)
+
+
+def wide_staff_page() -> None:
+    """Staff pages are tables and traces: the whole window's width."""
+    st.set_page_config(layout="wide")

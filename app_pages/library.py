@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import interface_language, load_assistant, staff_signed_in
+from app_pages.common import (
+    interface_language,
+    load_assistant,
+    local_time,
+    staff_directory,
+    staff_member,
+    wide_staff_page,
+)
 from ingest.pipeline import IngestBusyError, ingest
 from ingest.uploads import UploadError, add_upload, remove_upload
 from klausa import Assistant
 from klausa.catalog import load_manifest
+from klausa.staff import ROLES, AccountError, StaffMember
 from klausa.ui import section_source, section_tree, ui
 
 
-def run_ingest(assistant: Assistant, label: str) -> None:
+def run_ingest(assistant: Assistant, label: str, member: StaffMember, action: str,
+               detail: str = "") -> None:
+    staff_directory().record(member.name, action, detail)
     with st.status(label, expanded=True) as status:
         try:
             report = ingest(assistant.settings, embedder=assistant.embedder)
@@ -29,9 +39,11 @@ def run_ingest(assistant: Assistant, label: str) -> None:
 
 
 def library_page() -> None:
+    wide_staff_page()
     language = interface_language()
     st.title(ui(language, "library_page"))
-    if not staff_signed_in(language):
+    member = staff_member(language, "library")
+    if member is None:
         return
     assistant = load_assistant()
     settings = assistant.settings
@@ -61,17 +73,75 @@ def library_page() -> None:
         except UploadError as error:
             st.error(str(error))
         else:
-            run_ingest(assistant, f"Indexing {policy_id}")
+            run_ingest(assistant, f"Indexing {policy_id}", member, "upload",
+                       f"{policy_id} ({upload.name}{', replacing' if replace else ''})")
     columns = st.columns(2)
     if columns[0].button("Re-index everything"):
-        run_ingest(assistant, "Re-indexing")
+        run_ingest(assistant, "Re-indexing", member, "reindex")
     uploaded = [i.id for i in load_manifest(settings.uploads_dir)]
     if uploaded:
         with columns[1].popover("Remove a policy"):
             target = st.selectbox("Uploaded policy", uploaded)
             if st.button("Remove", type="primary"):
                 remove_upload(settings, target)
-                run_ingest(assistant, f"Removing {target}")
+                run_ingest(assistant, f"Removing {target}", member, "remove", target)
+    accounts_section(member)
+    activity_section()
+
+
+def accounts_section(member: StaffMember) -> None:
+    """Admins manage the staff accounts here (or with `klausa users`)."""
+    staff = staff_directory()
+    st.subheader("Staff accounts")
+    members = staff.members()
+    st.dataframe(
+        [{"name": m.name, "role": m.role, "added": local_time(m.created_at),
+          "last sign-in": local_time(m.last_sign_in) or "never"} for m in members],
+        width="stretch", hide_index=True,
+    )
+    columns = st.columns(2)
+    with columns[0].form("add-account", clear_on_submit=True):
+        st.markdown("**Add an account**")
+        name = st.text_input("Name", key="new-account-name")
+        role = st.selectbox("Role", ROLES, key="new-account-role")
+        password = st.text_input("Password", type="password", key="new-account-password",
+                                 autocomplete="new-password")
+        again = st.text_input("Password again", type="password", key="new-account-again",
+                              autocomplete="new-password")
+        if st.form_submit_button("Add account"):
+            if password != again:
+                st.error("The two passwords differ.")
+            else:
+                try:
+                    added = staff.add(name, password, role, by=member.name)
+                except AccountError as error:
+                    st.error(str(error))
+                else:
+                    st.success(f"Added {added.name} ({added.role}).")
+    others = [m.name for m in members if m.name != member.name]
+    if others:
+        with columns[1].form("change-account"):
+            st.markdown("**Change an account**")
+            target = st.selectbox("Account", others, key="change-account-name")
+            new_role = st.selectbox("Role", ROLES, key="change-account-role")
+            remove = st.checkbox("Remove this account", key="change-account-remove")
+            if st.form_submit_button("Apply"):
+                if remove:
+                    staff.remove(target, by=member.name)
+                    st.success(f"Removed {target}.")
+                else:
+                    staff.set_role(target, new_role, by=member.name)
+                    st.success(f"{target} is now {new_role}.")
+
+
+def activity_section() -> None:
+    st.subheader("Activity")
+    st.caption("Who did what: sign-ins, reviews, library changes and account changes.")
+    st.dataframe(
+        [{"when": local_time(a.at), "who": a.actor, "what": a.action.replace("_", " "),
+          "detail": a.detail} for a in staff_directory().activity(limit=100)],
+        width="stretch", hide_index=True,
+    )
 
 
 

@@ -1,74 +1,136 @@
-"""Support desk: recent answers, feedback, exports and the retrieval trace."""
+"""Support desk: the review queue, each answer as the asker saw it with its trace made
+readable, a verdict per answer, and reviewed answers exported as test cases."""
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 import streamlit as st
 
 from app_pages.common import (
-    answer_log,
-    answer_markdown,
     interface_language,
     load_assistant,
-    staff_signed_in,
+    local_time,
+    render_answer_body,
+    review_desk,
+    staff_member,
+    state,
+    wide_staff_page,
 )
-from klausa.ui import escape_markdown, ui
+from klausa import Answer, Assistant
+from klausa.compose import section_name
+from klausa.feedback import AnswerLog, LoggedAnswer
+from klausa.review import (
+    NEAR_THRESHOLD,
+    NEEDS_SECTION,
+    REASON_LABELS,
+    VERDICT_LABELS,
+    VERDICTS,
+    ReviewDesk,
+    jsonl,
+    reason,
+)
+from klausa.staff import StaffMember
+from klausa.ui import escape_markdown, section_tree, ui
+
+ALL = ""
+RATINGS = {ALL: "all", "down": "👎 thumbs-down", "up": "👍 thumbs-up", "none": "not rated"}
+REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 
 
 def support_page() -> None:
+    wide_staff_page()
     language = interface_language()
     st.title(ui(language, "support_page"))
-    if not staff_signed_in(language):
+    member = staff_member(language, "review")
+    if member is None:
         return
-    store = answer_log()
+    desk = review_desk()
     assistant = load_assistant()
-    policies = ["", *assistant.catalog.policies]
-    columns = st.columns(3)
-    policy = columns[0].selectbox("Policy", policies, format_func=lambda p: p or "all")
-    spoken = columns[1].selectbox("Language", ["", "en", "id"], format_func=lambda v: v or "all")
-    rating = columns[2].selectbox("Rating", ["", "up", "down", "none"],
-                                  format_func=lambda v: v or "all")
-    rows = store.recent(policy=policy or None, language=spoken or None, rating=rating or None)
-    st.dataframe(
-        [{"asked": r.asked_at, "question": r.question, "lang": r.language,
-          "policy": r.policy or "all", "refused": r.refused, "cited": "; ".join(r.citations),
-          "rating": {1: "👍", 0: "👎"}.get(r.rating, ""), "comment": r.comment or ""}
-         for r in rows],
-        width="stretch", hide_index=True,
-    )
-    downloads = st.columns(2)
-    downloads[0].download_button("Export CSV", store.to_csv(rows), "klausa-answers.csv",
-                                 "text/csv")
-    downloads[1].download_button("Export JSONL", store.to_jsonl(rows), "klausa-answers.jsonl",
-                                 "application/jsonl")
+    if saved := state.pop("review_saved", None):
+        st.success(saved)
+    rows = queue(desk, assistant)
+    downloads(desk, rows)
     if not rows:
+        st.info("Nothing to review with these filters.")
         return
-    st.subheader("Retrieval trace")
-    chosen = st.selectbox("Question", rows, format_func=lambda r: f"{r.asked_at} · {r.question}")
-    answer = store.answer(chosen.id)
-    st.markdown(answer_markdown(answer))
-    cited = {c.chunk_id for c in answer.citations}
+    chosen = st.selectbox(
+        "Answer to review (most urgent first)", rows,
+        format_func=lambda r: " · ".join(
+            part for part in (REASON_LABELS[reason(r)], local_time(r.asked_at), r.question)
+            if part),
+    )
+    answer = desk.log.answer(chosen.id)
+    seen, why = st.columns([3, 2], gap="large")
+    with seen:
+        as_the_asker_saw_it(assistant, chosen, answer)
+    with why:
+        explanation(assistant, answer)
+    candidates(answer)
+    verdict_form(desk, assistant, member, chosen, answer)
+
+
+def queue(desk: ReviewDesk, assistant: Assistant) -> list[LoggedAnswer]:
+    columns = st.columns([2, 1, 1.3, 1.2, 2])
+    policy = columns[0].selectbox("Policy", [ALL, *assistant.catalog.policies],
+                                  format_func=lambda p: p or "all")
+    spoken = columns[1].selectbox("Language", [ALL, "en", "id"], format_func=lambda v: v or "all")
+    rating = columns[2].selectbox("Rating", list(RATINGS), format_func=RATINGS.get)
+    reviewed = columns[3].selectbox("Reviewed", list(REVIEWED), format_func=REVIEWED.get)
+    today = date.today()
+    days = columns[4].date_input("Asked between", (today - timedelta(days=30), today),
+                                 max_value=today + timedelta(days=1), format="YYYY-MM-DD")
+    picked = [*days] if isinstance(days, tuple | list) else [days]
+    since, until = [*picked, None, None][:2]  # a range being picked has one end so far
+    rows = desk.queue(policy=policy or None, language=spoken or None, rating=rating or None,
+                      reviewed=reviewed, since=since, until=until)  # type: ignore[arg-type]
+    st.caption(f"{len(rows)} answers. Most urgent first: thumbs-down, then refusals, then "
+               f"support within {NEAR_THRESHOLD} of the refusal threshold (closest first), "
+               "then rejected generations; newest first within each.")
     st.dataframe(
-        [{"rank": h.rank, "policy": h.chunk.policy, "§": h.chunk.label,
-          "dense": round(h.dense, 4) if h.dense is not None else None,
-          "lexical": round(h.lexical, 3) if h.lexical is not None else None,
-          "fused": round(h.score, 4), "cited": h.chunk.id in cited,
-          "clause": h.chunk.text[:160]} for h in answer.hits],
-        width="stretch", hide_index=True,
+        [{"why first": REASON_LABELS[reason(r)], "asked": local_time(r.asked_at),
+          "question": r.question, "lang": r.language, "policy": r.policy or "all",
+          "answer": "not stated" if r.refused else "; ".join(r.citations),
+          "rating": {1: "👍", 0: "👎"}.get(r.rating, ""), "comment": r.comment or "",
+          "verdict": VERDICT_LABELS.get(r.verdict or "", ""), "reviewer": r.reviewer or ""}
+         for r in rows],
+        width="stretch", hide_index=True, height=min(38 + 35 * len(rows), 320),
     )
-    support = answer.trace.get("support", {})
-    followed = answer.trace.get("follow_up_of")  # a list; one string in answers logged before
-    followed = [followed] if isinstance(followed, str) else followed or []
-    follow_up = (f" Searched as a follow-up of: {'; '.join(map(repr, followed))}."
-                 if followed else "")
-    st.caption(
-        f"Why: the first clause ranks highest on the fused score "
-        f"({assistant.settings.dense_weight:.2f} × dense + "
-        f"{1 - assistant.settings.dense_weight:.2f} × lexical, each scaled over the "
-        f"candidates). Support {support} against the refusal threshold "
-        f"{answer.trace.get('refusal_threshold')}; searched: {answer.trace.get('policies')}."
-        + follow_up
-    )
-    generation = answer.trace.get("generation")
+    return rows
+
+
+def downloads(desk: ReviewDesk, rows: list[LoggedAnswer]) -> None:
+    columns = st.columns(3)
+    columns[0].download_button("Export these answers (CSV)", AnswerLog.to_csv(rows),
+                               "klausa-answers.csv", "text/csv")
+    columns[1].download_button("Export these answers (JSONL)", AnswerLog.to_jsonl(rows),
+                               "klausa-answers.jsonl", "application/jsonl")
+    columns[2].download_button(
+        "Reviewed answers as test cases", jsonl(desk.cases()), "klausa-reviewed-cases.jsonl",
+        "application/jsonl", help="Q&A-set lines that `klausa eval FILE` scores; the same as "
+        "`klausa review export`.")
+
+
+def as_the_asker_saw_it(assistant: Assistant, row: LoggedAnswer, answer: Answer) -> None:
+    st.subheader("As the asker saw it")
+    st.caption(f"Asked {local_time(row.asked_at)} · {row.language} · "
+               f"{row.policy or 'all policies'}")
+    with st.chat_message("user"):
+        st.text(answer.question)
+    with st.chat_message("assistant"):
+        render_answer_body(assistant, answer)
+    if row.rating is not None or row.comment:
+        rating = {1: "👍 thumbs-up", 0: "👎 thumbs-down"}.get(row.rating, "no rating")
+        comment = f": “{escape_markdown(row.comment)}”" if row.comment else ""
+        st.markdown(f"**The asker's feedback** ({local_time(row.rated_at)}): {rating}{comment}")
+
+
+def explanation(assistant: Assistant, answer: Answer) -> None:
+    st.subheader("Why this answer")
+    trace = answer.trace
+    for sentence in why_sentences(assistant, answer):
+        st.markdown(sentence)
+    generation = trace.get("generation")
     if isinstance(generation, dict):
         verdict = "passed" if generation.get("passed") else "failed: " + "; ".join(
             generation.get("problems", []))
@@ -79,8 +141,118 @@ def support_page() -> None:
                     f"{carried}")
         if generation.get("raw"):
             st.code(generation["raw"], language=None, wrap_lines=True)
-    st.json({"timings_ms": answer.timings_ms, "trace": answer.trace}, expanded=False)
+    if answer.timings_ms:
+        st.caption("Time: " + " · ".join(f"{stage} {ms:.0f} ms"
+                                         for stage, ms in answer.timings_ms.items()))
 
+
+def _words(items: list[str]) -> str:
+    return ", ".join(f"“{escape_markdown(i)}”" for i in items)
+
+
+def why_sentences(assistant: Assistant, answer: Answer) -> list[str]:
+    """The trace as sentences a reviewer reads (never a raw dict)."""
+    trace = answer.trace
+    catalog = assistant.catalog
+    sentences = []
+    support = trace.get("support") or {}
+    threshold = trace.get("refusal_threshold")
+    if isinstance(support, dict) and "support" in support and threshold is not None:
+        value = support["support"]
+        gap = value - threshold
+        outcome = ("said the policy does not say" if answer.refused else "answered")
+        close = f" — within {NEAR_THRESHOLD} of it, a close call" if abs(gap) <= NEAR_THRESHOLD \
+            else ""
+        sentences.append(
+            f"**Support {value:.3f}** (dense similarity {support.get('dense', 0):.3f}, "
+            f"{support.get('coverage', 0):.0%} of the question's words in the clause, "
+            f"{support.get('unknown', 0):.0%} used by no policy) is **{abs(gap):.3f} "
+            f"{'above' if gap >= 0 else 'below'} the refusal threshold {threshold:.3f}**"
+            f"{close}, so Klausa {outcome}.")
+    unmatched, unknown = trace.get("unmatched_terms"), trace.get("unknown_terms")
+    if unknown:
+        sentences.append(f"No policy uses: {_words(unknown)}.")
+    if unmatched:
+        sentences.append(f"Not in the best clause: {_words(unmatched)}.")
+    elif unmatched is not None and not answer.refused:
+        sentences.append("Every word of the question is in the best clause.")
+    policies = trace.get("policies")
+    searched = ", ".join(catalog.info(p).title if p in catalog.policies else p
+                         for p in policies) if policies else "all policies"
+    sentences.append(f"Searched {escape_markdown(searched)} as “"
+                     f"{escape_markdown(str(trace.get('search_text', answer.question)))}”.")
+    followed = trace.get("follow_up_of")  # a list; one string in answers logged before
+    followed = [followed] if isinstance(followed, str) else followed or []
+    if followed:
+        sentences.append("Read as a follow-up of: " + "; ".join(
+            f"“{escape_markdown(q)}”" for q in followed) + ".")
+    return sentences
+
+
+def candidates(answer: Answer) -> None:
+    st.subheader("Candidates")
+    dense_weight = load_assistant().settings.dense_weight
+    st.caption(f"Ranked by the fused score: {dense_weight:.2f} × dense + "
+               f"{1 - dense_weight:.2f} × lexical, each scaled over the candidates.")
+    cited = {c.chunk_id for c in answer.citations}
+    lexical_top = max((h.lexical or 0.0 for h in answer.hits), default=0.0) or 1.0
+    st.dataframe(
+        [{"rank": h.rank, "cited": "✓" if h.chunk.id in cited else "", "policy": h.chunk.policy,
+          "§": h.chunk.label, "dense": h.dense or 0.0, "lexical": h.lexical or 0.0,
+          "fused": h.score, "clause": h.chunk.text} for h in answer.hits],
+        width="stretch", hide_index=True,
+        column_config={
+            "dense": st.column_config.ProgressColumn("dense", min_value=0.0, max_value=1.0,
+                                                     format="%.3f"),
+            "lexical": st.column_config.ProgressColumn("lexical", min_value=0.0,
+                                                       max_value=lexical_top, format="%.2f"),
+            "fused": st.column_config.ProgressColumn("fused", min_value=0.0, max_value=1.0,
+                                                     format="%.3f"),
+            "clause": st.column_config.TextColumn("clause", width="large"),
+        },
+    )
+
+
+def verdict_form(desk: ReviewDesk, assistant: Assistant, member: StaffMember,
+                 row: LoggedAnswer, answer: Answer) -> None:
+    st.subheader("Verdict")
+    if row.verdict:
+        target = f" → {row.verdict_policy} §{row.verdict_section}" if row.verdict_section else ""
+        note = f" Note: {escape_markdown(row.review_note)}" if row.review_note else ""
+        st.info(f"Reviewed by **{escape_markdown(row.reviewer or '')}** on "
+                f"{local_time(row.reviewed_at)}: {VERDICT_LABELS[row.verdict]}{target}.{note}")
+    key = row.id
+    verdict = st.radio("What was it?", VERDICTS, format_func=VERDICT_LABELS.get,
+                       horizontal=True, key=f"verdict-{key}",
+                       index=VERDICTS.index(row.verdict) if row.verdict else None)
+    policy = section = None
+    if verdict in NEEDS_SECTION:
+        policies = list(assistant.catalog.policies)
+        suggested = row.verdict_policy or answer.policy or (
+            answer.hits[0].chunk.policy if answer.hits else policies[0])
+        policy = st.selectbox(
+            "Policy of the right section", policies, key=f"verdict-policy-{key}",
+            index=policies.index(suggested) if suggested in policies else 0,
+            format_func=lambda p: assistant.catalog.info(p).title,
+            disabled=bool(answer.policy))
+        tree = section_tree(assistant.catalog.policies[policy])
+        labels = [label for _, label, _ in tree]
+        titles = {label: "\u2003" * depth + section_name(label, title)
+                  for depth, label, title in tree}
+        current = row.verdict_section if row.verdict_policy == policy else None
+        section = st.selectbox("The section it should have cited", labels,
+                               key=f"verdict-section-{key}-{policy}",
+                               index=labels.index(current) if current in labels else None,
+                               format_func=titles.get, placeholder="Pick the section")
+    note = st.text_area("Note (optional)", value=row.review_note or "", key=f"note-{key}",
+                        max_chars=4000)
+    missing = verdict is None or (verdict in NEEDS_SECTION and not section)
+    if st.button("Save verdict", type="primary", key=f"save-{key}", disabled=missing):
+        desk.review(row.id, verdict, member.name, section=section, policy=policy,  # type: ignore[arg-type]
+                    note=note)
+        state.review_saved = (f"Saved: {VERDICT_LABELS[verdict]}"  # type: ignore[index]
+                              + (f" → §{section}" if section else "") + ".")
+        st.rerun()
 
 
 support_page()

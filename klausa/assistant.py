@@ -305,6 +305,8 @@ class Assistant:
                 "terms": retrieval.terms,
                 "support": support,
                 "refusal_threshold": self.settings.refusal_threshold,
+                **self.missing_concepts(snapshot, hits[0] if hits else None, search_text,
+                                        language),
             },
         )
         if refused or not citations or not generate or not self.wants_generation:
@@ -367,6 +369,27 @@ class Assistant:
         )
         return {"dense": round(dense, 4), "coverage": round(coverage, 4),
                 "unknown": round(unknown_share, 4), "support": round(value, 4)}
+
+
+    def missing_concepts(self, snapshot: Snapshot, hit: Hit | None, text: str,
+                         language: Language) -> dict[str, list[str]]:
+        """The question's words the best clause does not contain (across languages), and
+        those no policy uses at all: what the support desk shows as "not matched"."""
+        clause = set(chunk_terms(hit.chunk)) if hit else set()
+        vocabulary = snapshot.retriever.lexical.vocabulary
+        lexicon = default_lexicon()
+        unmatched: list[str] = []
+        unknown: list[str] = []
+        for word in dict.fromkeys(words(text)):
+            terms = analyse(word, language)
+            if not terms:
+                continue  # a stop word
+            variants = {*terms, *lexicon.translate(terms, language)}
+            if not variants & clause:
+                unmatched.append(word)
+            if not variants & vocabulary:
+                unknown.append(word)
+        return {"unmatched_terms": unmatched, "unknown_terms": unknown}
 
 
 def term_variants(text: str, language: Language) -> list[set[str]]:

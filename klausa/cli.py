@@ -9,10 +9,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from klausa.settings import Settings
+
+if TYPE_CHECKING:
+    from klausa.staff import StaffDirectory
 
 EXIT_USAGE = 2
 
@@ -341,6 +345,125 @@ def evaluate(
         for line in outcome.failures:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
+
+
+@cli.group()
+def users() -> None:
+    """Staff accounts: reviewers (support desk) and admins (also the library and accounts)."""
+
+
+def _staff(settings: Settings) -> StaffDirectory:
+    from klausa.staff import StaffDirectory
+
+    return StaffDirectory.from_settings(settings)
+
+
+def _new_password() -> str:
+    # Prompted (never an argument: it would land in the shell history and `ps`), not echoed.
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.pass_obj
+def users_add(settings: Settings, name: str, role: str) -> None:
+    """Add a staff account (the password is prompted twice)."""
+    from klausa.staff import AccountError
+
+    staff = _staff(settings)
+    try:
+        member = staff.add(name, _new_password(), role)  # type: ignore[arg-type]
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"added {member.name} ({member.role})")
+
+
+@users.command("list")
+@click.pass_obj
+def users_list(settings: Settings) -> None:
+    """The staff accounts, their roles and last sign-in."""
+    members = _staff(settings).members()
+    for member in members:
+        click.echo(f"{member.name:<24} {member.role:<9} last sign-in "
+                   f"{member.last_sign_in or 'never'}")
+    if not members:
+        click.echo("no staff accounts (add one with `klausa users add NAME --role admin`)")
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.pass_obj
+def users_passwd(settings: Settings, name: str) -> None:
+    """Set a new password for an account (prompted twice)."""
+    from klausa.staff import AccountError
+
+    try:
+        _staff(settings).set_password(name, _new_password())
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"password of {name} changed")
+
+
+@users.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(["reviewer", "admin"]))
+@click.pass_obj
+def users_role(settings: Settings, name: str, role: str) -> None:
+    """Change an account's role."""
+    from klausa.staff import AccountError
+
+    try:
+        _staff(settings).set_role(name, role)  # type: ignore[arg-type]
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"{name} is now {role}")
+
+
+@users.command("remove")
+@click.argument("name")
+@click.pass_obj
+def users_remove(settings: Settings, name: str) -> None:
+    """Remove an account (its reviews stay, with its name)."""
+    from klausa.staff import AccountError
+
+    try:
+        _staff(settings).remove(name)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"removed {name}")
+
+
+@cli.group()
+def review() -> None:
+    """The support desk's reviews."""
+
+
+@review.command("export")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="Only reviews given on or after this day (YYYY-MM-DD, UTC).")
+@click.option("--verdict", "verdicts", multiple=True,
+              type=click.Choice(["right", "wrong_clause", "should_refuse", "should_answer"]),
+              help="Only these verdicts (repeatable).")
+@click.option("--update", "update", type=click.Path(dir_okay=False, path_type=Path),
+              help="Merge into this Q&A set in place: a question already in it is replaced, "
+                   "not added twice.")
+@click.pass_obj
+def review_export(settings: Settings, since: object, verdicts: tuple[str, ...],
+                  update: Path | None) -> None:
+    """Reviewed answers as Q&A-set lines (what `klausa eval FILE` reads), on stdout."""
+    from klausa.review import ReviewDesk, ReviewError, jsonl, update_case_file
+
+    day = since.date() if since else None  # type: ignore[attr-defined]
+    cases = ReviewDesk.from_settings(settings).cases(since=day, verdicts=verdicts)
+    if update is None:
+        click.echo(jsonl(cases), nl=False)
+        return
+    try:
+        replaced, added = update_case_file(update, cases)
+    except (ReviewError, OSError) as error:
+        fail(str(error))
+    click.echo(f"{update}: {replaced} replaced, {added} added", err=True)
 
 
 def main() -> None:

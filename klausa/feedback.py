@@ -7,37 +7,34 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from klausa.schema import ANSWERS, REVIEWS, migrate, review_columns
 from klausa.settings import Settings
 from klausa.types import Answer
 
 log = logging.getLogger(__name__)
 
-METADATA = sa.MetaData()
-ANSWERS = sa.Table(
-    "answers",
-    METADATA,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("asked_at", sa.String(32), nullable=False, index=True),
-    sa.Column("session", sa.String(64)),
-    sa.Column("question", sa.Text, nullable=False),
-    sa.Column("language", sa.String(8), nullable=False),
-    sa.Column("policy", sa.String(128)),
-    sa.Column("answer", sa.Text, nullable=False),
-    sa.Column("refused", sa.Boolean, nullable=False),
-    sa.Column("citations", sa.Text, nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
-    sa.Column("rating", sa.Integer),
-    sa.Column("comment", sa.Text),
-    sa.Column("rated_at", sa.String(32)),
-)
 EXPORT_FIELDS = ("id", "asked_at", "question", "language", "policy", "answer", "refused",
-                 "citations", "rating", "comment", "rated_at")
+                 "citations", "rating", "comment", "rated_at", "verdict", "verdict_policy",
+                 "verdict_section", "review_note", "reviewer", "reviewed_at")
+
+
+WITH_REVIEWS = ANSWERS.outerjoin(REVIEWS, REVIEWS.c.answer_id == ANSWERS.c.id)
+LOGGED_COLUMNS = [
+    *(c for c in ANSWERS.c if c.name != "record"),
+    REVIEWS.c.verdict,
+    REVIEWS.c.policy.label("verdict_policy"),
+    REVIEWS.c.section.label("verdict_section"),
+    REVIEWS.c.note.label("review_note"),
+    REVIEWS.c.reviewer,
+    REVIEWS.c.reviewed_at,
+]
 
 
 class LoggedAnswer(BaseModel):
@@ -53,6 +50,16 @@ class LoggedAnswer(BaseModel):
     rating: int | None
     comment: str | None
     rated_at: str | None
+    support: float | None = None
+    threshold: float | None = None
+    generation_rejected: bool | None = None
+    #: The latest review, if any (``klausa.review``).
+    verdict: str | None = None
+    verdict_policy: str | None = None
+    verdict_section: str | None = None
+    review_note: str | None = None
+    reviewer: str | None = None
+    reviewed_at: str | None = None
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -81,7 +88,7 @@ class AnswerLog:
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        METADATA.create_all(self.engine)
+        self.migrated_from = migrate(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnswerLog:
@@ -99,6 +106,7 @@ class AnswerLog:
                 language=answer.language, policy=answer.policy, answer=answer.answer,
                 refused=answer.refused, citations=json.dumps(citations, ensure_ascii=False),
                 record=answer.model_dump_json(),
+                **review_columns(answer.model_dump(mode="json")),
             ))
         return answer_id
 
@@ -121,7 +129,7 @@ class AnswerLog:
         return Answer.model_validate_json(record)
 
     def get(self, answer_id: str) -> LoggedAnswer | None:
-        rows = self._select(ANSWERS.c.id == answer_id, limit=1)
+        rows = self.select(ANSWERS.c.id == answer_id, limit=1)
         return rows[0] if rows else None
 
     def recent(self, *, policy: str | None = None, language: str | None = None,
@@ -136,12 +144,12 @@ class AnswerLog:
             conditions.append(ANSWERS.c.rating == (1 if rating == "up" else 0))
         elif rating == "none":
             conditions.append(ANSWERS.c.rating.is_(None))
-        return self._select(sa.and_(sa.true(), *conditions), limit)
+        return self.select(sa.and_(sa.true(), *conditions), limit)
 
-    def _select(self, condition: sa.ColumnElement[bool], limit: int) -> list[LoggedAnswer]:
-        columns = [c for c in ANSWERS.c if c.name != "record"]
-        query = (sa.select(*columns).where(condition)
-                 .order_by(ANSWERS.c.asked_at.desc(), ANSWERS.c.id).limit(limit))
+    def select(self, condition: sa.ColumnElement[bool], limit: int,
+                order: Sequence[sa.ColumnElement] = ()) -> list[LoggedAnswer]:
+        query = (sa.select(*LOGGED_COLUMNS).select_from(WITH_REVIEWS).where(condition)
+                 .order_by(*order, ANSWERS.c.asked_at.desc(), ANSWERS.c.id).limit(limit))
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()
         return [LoggedAnswer(**{**row, "citations": json.loads(row["citations"])})

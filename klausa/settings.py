@@ -82,8 +82,11 @@ class Settings(BaseSettings):
     #: SQLAlchemy URL of the answer log (e.g. ``postgresql+psycopg://…``); unset → SQLite
     #: in the data dir.
     database_url: SecretStr | None = None
-    #: Password of the support and library pages; unset → those pages are off.
+    #: Bootstrap admin: this password signs in ``admin_name`` (an admin) while no staff
+    #: account of that name exists. Named accounts: ``klausa users add``. Neither → the
+    #: staff pages are off.
     admin_password: SecretStr | None = None
+    admin_name: str = "admin"
     #: Interface language when a question gives no hint.
     default_language: Language = "en"
     max_question_chars: int = 2000

@@ -1,21 +1,18 @@
-"""Pure helpers for the app's pages: interface text, highlighting, the staff password gate.
+"""Pure helpers for the app's pages: interface text, highlighting, section text.
 
 No Streamlit here, so each helper is tested on its own."""
 
 from __future__ import annotations
 
-import hmac
 import html
 import re
-import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from klausa.prompts import phrases
 from klausa.types import Language, ParsedPolicy
-
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 300
 
 
 def ui(language: Language, key: str, **values: object) -> str:
@@ -73,32 +70,20 @@ def section_source(policy: ParsedPolicy, label: str) -> str:
     return policy.source_text[section.start : section.end].strip()
 
 
-class PasswordGate:
-    """Constant-time password check with a lockout after repeated failures (per process)."""
-
-    def __init__(self, max_failures: int = MAX_FAILURES, lockout: float = LOCKOUT_SECONDS):
-        self.max_failures = max_failures
-        self.lockout = lockout
-        self._failures: list[float] = []
-        self._locked_until = 0.0
-        self._lock = threading.Lock()
-
-    def locked_for(self) -> int:
-        """Seconds left of a lockout (0 when open)."""
-        return max(0, int(self._locked_until - time.monotonic() + 0.999))
-
-    def check(self, given: str, expected: str) -> bool:
-        with self._lock:
-            if self.locked_for():
-                return False
-            ok = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-            if ok:
-                self._failures.clear()
-                return True
-            now = time.monotonic()
-            self._failures = [t for t in self._failures if now - t < self.lockout]
-            self._failures.append(now)
-            if len(self._failures) >= self.max_failures:
-                self._locked_until = now + self.lockout
-                self._failures.clear()
-            return False
+def readable_time(stamp: str | None, zone: str | None = None) -> str:
+    """An ISO time as staff read it, in their time zone: "1 Dec 2026, 17:28" ("" for none)."""
+    if not stamp:
+        return ""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        tz = ZoneInfo(zone) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    local = moment.astimezone(tz)
+    suffix = "" if zone and tz is not UTC else " UTC"
+    return f"{local.day} {local:%b %Y, %H:%M}{suffix}"

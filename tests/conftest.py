@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,49 @@ def wait_for_http(url: str, process: subprocess.Popen, seconds: float, what: str
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"{what} did not start" + (f":\n{log.read_text()}" if log else ""))
         time.sleep(0.3)
+
+
+def postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+    return Path(found[-1]).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1, run as the `postgres` user; yields the
+    `createdb` arguments that reach it."""
+    binaries = postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="klausa-pg-"))
+    data = root / "data"
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres", "postgres")
+    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "klausa", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-l",
+                    str(root / "log"), "-w", "-o",
+                    f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, (root / "log").read_text()
+            time.sleep(0.3)
+        yield f"{binaries / 'createdb'} -h 127.0.0.1 -p {port} -U klausa"
+    finally:
+        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the test server, for one test."""
+    name = f"klausa_{uuid.uuid4().hex[:10]}"
+    subprocess.run([*postgres_server.split(), name], check=True)
+    port = postgres_server.split()[4]
+    return f"postgresql+psycopg://klausa@127.0.0.1:{port}/{name}"

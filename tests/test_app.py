@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from klausa.feedback import AnswerLog
 from klausa.settings import Settings
+from klausa.staff import StaffDirectory
 from tests.conftest import REPO
 
 PASSWORD = "correct horse battery staple"
+REVIEWER_PASSWORD = "rina's reviewing password"
 
 
 @pytest.fixture
@@ -86,20 +89,36 @@ def test_starter_question_and_new_conversation(app: AppTest) -> None:
     assert "Try asking" in markdown_text(app)
 
 
+def sign_in(at: AppTest, page: str, name: str, password: str) -> AppTest:
+    at.switch_page(page).run()
+    # Inside a form the typed values are sent with the submit click, as in a browser.
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def add_reviewer(name: str = "rina") -> None:
+    staff = StaffDirectory(AnswerLog.from_settings(Settings()))
+    staff.add(name, REVIEWER_PASSWORD, "reviewer", by="test")
+
+
+def queue_box(at: AppTest):
+    return next(box for box in at.selectbox if box.label.startswith("Answer to review"))
+
+
 def test_support_page_refuses_a_wrong_password(
     app: AppTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    app.switch_page("app_pages/support.py").run()
-    # Inside a form the typed value is sent with the submit click, as in a browser.
-    app.text_input[0].input("not-the-password-1234")
-    app.button[0].click().run()
-    assert any("Wrong password" in e.value for e in app.error)
+    sign_in(app, "app_pages/support.py", "admin", "not-the-password-1234")
+    assert any("Wrong name or password" in e.value for e in app.error)
     assert not app.dataframe
-    app.text_input[0].input(PASSWORD)
-    app.button[0].click().run()
+    sign_in(app, "app_pages/support.py", "admin", PASSWORD)
     assert not app.error
-    assert app.dataframe  # the recent answers table
+    assert app.dataframe  # the review queue
+    assert "Signed in as **admin** (admin)" in markdown_text(app)
     # Neither password, right or wrong, is ever logged.
     assert PASSWORD not in caplog.text and "not-the-password-1234" not in caplog.text
 
@@ -107,25 +126,74 @@ def test_support_page_refuses_a_wrong_password(
 def test_support_desk_shows_why_a_follow_up_was_answered(app: AppTest) -> None:
     ask(app, "Does Netmarks use cookies?")
     ask(app, "can I block them?")
-    app.switch_page("app_pages/support.py").run()
-    app.text_input[0].input(PASSWORD)
-    app.button[0].click().run()
+    sign_in(app, "app_pages/support.py", "admin", PASSWORD)
+    box = queue_box(app)
+    box.select_index(next(n for n, label in enumerate(box.options)
+                          if label.endswith("· can I block them?"))).run()
+    candidates = app.dataframe[1].value  # the queue, then the candidates
+    assert candidates["§"].iloc[0] == "Cookies and Other Website Technologies"
+    assert candidates["cited"].iloc[0] == "✓"
+    why = markdown_text(app)
+    assert "Read as a follow-up of: “Does use cookies?”" in why
+    assert "above the refusal threshold" in why
+    assert "{" not in why  # a trace in sentences, not a dict
+
+
+def test_the_review_queue_opens_the_thumbs_down_first_and_stores_a_verdict(
+    app: AppTest,
+) -> None:
+    add_reviewer()
+    ask(app, "How long does Interindo keep my data?")
+    app.get("feedback")[0].set_value(0).run()
+    app.selectbox(key="policy_choice").set_value("webdeskers").run()
+    ask(app, "How many days do I have to return an item for a refund?")
+    ask(app, "Does Webdeskers use cookies?")
+    sign_in(app, "app_pages/support.py", "rina", REVIEWER_PASSWORD)
+    order = [label.rpartition(" · ")[2] for label in queue_box(app).options]
+    assert order[:2] == ["How long does Interindo keep my data?",
+                         "How many days do I have to return an item for a refund?"]
+    assert queue_box(app).value.question == order[0]  # the most urgent is open
+    assert list(app.dataframe[0].value["why first"])[:2] == ["👎 thumbs-down", "not stated"]
+
+    app.radio[0].set_value("wrong_clause").run()
+    section = next(b for b in app.selectbox if b.label == "The section it should have cited")
+    section.set_value("6").run()
+    app.text_area[0].input("Retention is §6.")
+    next(b for b in app.button if b.label == "Save verdict").click().run()
     assert not app.exception
-    question = next(box for box in app.selectbox if box.label == "Question")
-    assert question.value.question == "can I block them?"  # the latest answer
-    trace = app.dataframe[1].value  # recent answers, then the retrieval trace
-    assert trace["§"].iloc[0] == "Cookies and Other Website Technologies"
-    assert bool(trace["cited"].iloc[0])
-    why = " ".join(c.value for c in app.caption)
-    assert "Searched as a follow-up of: 'Does use cookies?'" in why
-    assert "refusal threshold" in why
+    assert any("Saved: Wrong clause → §6" in s.value for s in app.success)
+    rows = sqlite3.connect(Settings().feedback_db).execute(
+        "SELECT a.question, r.verdict, r.section, r.note, r.reviewer FROM reviews r "
+        "JOIN answers a ON a.id = r.answer_id").fetchall()
+    assert rows == [("How long does Interindo keep my data?", "wrong_clause", "6",
+                     "Retention is §6.", "rina")]
+    # The reviewed answer left the queue; the next most urgent is open.
+    assert queue_box(app).value.question == order[1]
 
 
-def test_staff_pages_are_off_without_a_password(
+def test_a_reviewer_is_refused_the_library(app: AppTest) -> None:
+    add_reviewer()
+    sign_in(app, "app_pages/library.py", "rina", REVIEWER_PASSWORD)
+    assert any("Your account (reviewer) cannot use this page" in e.value for e in app.error)
+    labels = [b.label for b in app.button]
+    assert "Re-index everything" not in labels and "Upload and index" not in labels
+    assert not app.get("file_uploader")
+    # An admin gets the library, the accounts and the activity record (the reviewer's
+    # sign-in is in it).
+    app.sidebar.button(key="sign-out").click().run()
+    sign_in(app, "app_pages/library.py", "admin", PASSWORD)
+    assert "Re-index everything" in [b.label for b in app.button]
+    activity = app.dataframe[-1].value
+    assert ("rina", "signed in") in set(zip(activity["who"], activity["what"], strict=True))
+    assert "rina" in set(app.dataframe[-2].value["name"])
+
+
+def test_staff_pages_are_off_without_a_password_or_an_account(
     app: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KLAUSA_ADMIN_PASSWORD")
     app.switch_page("app_pages/library.py").run()
+    assert "klausa users add" in app.info[0].value
     assert "KLAUSA_ADMIN_PASSWORD" in app.info[0].value
     assert not app.text_input
 

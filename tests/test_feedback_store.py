@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +9,6 @@ import pytest
 from klausa.feedback import AnswerLog
 from klausa.settings import Settings
 from klausa.types import Answer, Citation
-from tests.conftest import free_port
 
 
 def sample_answer(question: str, language: str = "en", policy: str | None = "jubelio") -> Answer:
@@ -56,44 +48,6 @@ def test_sqlite_answer_log(tmp_path: Path) -> None:
     exercise(store)
     # Reopening finds everything (the schema is created once, not overwritten).
     assert len(AnswerLog(tmp_path / "feedback.sqlite3").recent()) == 2
-
-
-def postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql")
-    return Path(found[-1]).parent
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1, run as the `postgres` user."""
-    binaries = postgres_bin()
-    root = Path(tempfile.mkdtemp(prefix="klausa-pg-"))
-    data = root / "data"
-    port = free_port()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(root, "postgres", "postgres")
-    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "klausa", "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-l",
-                    str(root / "log"), "-w", "-o",
-                    f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    try:
-        deadline = time.monotonic() + 30
-        while subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                             capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, (root / "log").read_text()
-            time.sleep(0.3)
-        subprocess.run([str(binaries.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p",
-                        str(port), "-U", "klausa", "klausa"], check=True)
-        yield f"postgresql+psycopg://klausa@127.0.0.1:{port}/klausa"
-    finally:
-        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_postgresql_answer_log(postgres_url: str, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import io
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from klausa.embeddings import Embedder
 from klausa.prompts import phrases
 from klausa.settings import Settings
 from klausa.stores import open_store
-from klausa.ui import PasswordGate, escape_markdown, highlight_html
+from klausa.ui import escape_markdown, highlight_html
 from tests.conftest import make_settings
 
 CLEAN = "Does Jubelio sell my personal data?"
@@ -479,29 +478,6 @@ def test_a_title_with_control_characters_keeps_the_library_readable(tmp_path: Pa
 
 
 # --- the app's helpers -------------------------------------------------------------------
-
-
-def test_the_password_gate_locks_out_and_opens_again() -> None:
-    gate = PasswordGate(max_failures=3, lockout=0.5)
-    assert gate.check("right", "right")
-    for _ in range(2):
-        assert not gate.check("wrong", "right")
-    assert gate.check("right", "right")  # a success before the limit resets the count
-    assert gate.locked_for() == 0
-    for _ in range(3):
-        assert not gate.check("wrong", "right")
-    assert gate.locked_for() >= 1
-    assert not gate.check("right", "right"), "the right password must wait out a lockout"
-    time.sleep(0.6)
-    assert gate.locked_for() == 0
-    assert gate.check("right", "right")
-
-
-def test_the_password_gate_compares_any_text_safely() -> None:
-    gate = PasswordGate(max_failures=10, lockout=60)
-    for attempt in ["", "righ", "right ", "RIGHT", "right\x00", "ríght", "🙂" * 1000]:
-        assert not gate.check(attempt, "right")
-    assert gate.check("pässwörd🙂", "pässwörd🙂")
 
 
 def visible_text(rendered: str) -> str:
