@@ -277,8 +277,3 @@ def sign_in_form(staff: StaffDirectory, language: Language) -> None:
 def local_time(stamp: str | None) -> str:
     """A stored time in the browser's time zone, readable."""
     return readable_time(stamp, st.context.timezone)
-
-
-def wide_staff_page() -> None:
-    """Staff pages are tables and traces: the whole window's width."""
-    st.set_page_config(layout="wide")

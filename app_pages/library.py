@@ -10,7 +10,6 @@ from app_pages.common import (
     local_time,
     staff_directory,
     staff_member,
-    wide_staff_page,
 )
 from ingest.pipeline import IngestBusyError, ingest
 from ingest.uploads import UploadError, add_upload, remove_upload
@@ -39,7 +38,6 @@ def run_ingest(assistant: Assistant, label: str, member: StaffMember, action: st
 
 
 def library_page() -> None:
-    wide_staff_page()
     language = interface_language()
     st.title(ui(language, "library_page"))
     member = staff_member(language, "library")

@@ -15,7 +15,6 @@ from app_pages.common import (
     review_desk,
     staff_member,
     state,
-    wide_staff_page,
 )
 from klausa import Answer, Assistant
 from klausa.compose import section_name
@@ -39,7 +38,6 @@ REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 
 
 def support_page() -> None:
-    wide_staff_page()
     language = interface_language()
     st.title(ui(language, "support_page"))
     member = staff_member(language, "review")
@@ -84,9 +82,12 @@ def queue(desk: ReviewDesk, assistant: Assistant) -> list[LoggedAnswer]:
     since, until = [*picked, None, None][:2]  # a range being picked has one end so far
     rows = desk.queue(policy=policy or None, language=spoken or None, rating=rating or None,
                       reviewed=reviewed, since=since, until=until)  # type: ignore[arg-type]
-    st.caption(f"{len(rows)} answers. Most urgent first: thumbs-down, then refusals, then "
-               f"support within {NEAR_THRESHOLD} of the refusal threshold (closest first), "
-               "then rejected generations; newest first within each.")
+    st.caption(f"{len(rows)} answer{'' if len(rows) == 1 else 's'}. Most urgent first: "
+               f"thumbs-down, then refusals, then support within {NEAR_THRESHOLD} of the "
+               "refusal threshold (closest first), then rejected generations; newest first "
+               "within each.")
+    if not rows:
+        return rows
     st.dataframe(
         [{"why first": REASON_LABELS[reason(r)], "asked": local_time(r.asked_at),
           "question": r.question, "lang": r.language, "policy": r.policy or "all",

@@ -112,6 +112,7 @@ def test_support_page_refuses_a_wrong_password(
     app: AppTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    ask(app, "Does Jubelio sell my personal data?")
     sign_in(app, "app_pages/support.py", "admin", "not-the-password-1234")
     assert any("Wrong name or password" in e.value for e in app.error)
     assert not app.dataframe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,11 +17,14 @@ import pytest
 
 from ingest.pipeline import ingest
 from klausa.embeddings import Embedder
+from klausa.feedback import AnswerLog
 from klausa.settings import Settings
+from klausa.staff import StaffDirectory
 from tests.conftest import REPO, free_port, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "browser-test-password"
+REVIEWER, REVIEWER_PASSWORD = "rina", "rina's reviewing password"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -47,6 +51,8 @@ def server(
     settings = seed_settings.model_copy(update={"data_dir": data_dir})
     report = ingest(settings, [hostile], prune=False, embedder=embedder)
     assert not report.errors
+    StaffDirectory(AnswerLog(data_dir / "feedback.sqlite3")).add(
+        REVIEWER, REVIEWER_PASSWORD, "reviewer", by="test")
     port = free_port()
     env = {**os.environ, "KLAUSA_DATA_DIR": str(data_dir),
            "KLAUSA_MODELS_PATH": str(seed_settings.models_dir),
@@ -83,6 +89,15 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+def staff_sign_in(page, name: str, password: str) -> None:
+    # The sign-in form is in the interface language (English or Indonesian).
+    page.get_by_label("Staff name").or_(page.get_by_label("Nama staf")).first.fill(name)
+    page.get_by_label("Password", exact=True).or_(page.get_by_label("Kata sandi", exact=True)) \
+        .first.fill(password)
+    page.get_by_role("button", name="Sign in").or_(page.get_by_role("button", name="Masuk")) \
+        .first.click()
 
 
 def test_indonesian_question_about_an_english_policy_end_to_end(
@@ -124,12 +139,9 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
     assert rows == [("Apakah Jubelio menjual data pribadi saya?", 1)]
     page.screenshot(path=str(artifacts / "03-feedback.png"), full_page=True)
 
-    # The support desk, with the password.
+    # The support desk, as the bootstrap admin.
     page.goto(f"{server['url']}/support")
-    password = page.get_by_label("Staff password").or_(page.get_by_label("Kata sandi staf"))
-    password.first.fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").or_(page.get_by_role("button", name="Masuk")) \
-        .first.click()
+    staff_sign_in(page, "admin", PASSWORD)
     page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts / "04-support-desk.png"), full_page=True)
     page.close()
@@ -276,3 +288,69 @@ def test_four_people_at_once_during_a_reindex_each_get_their_own_answer(
         assert reindex.wait(timeout=300) == 0, reindex.stderr.read() if reindex.stderr else ""
         for context in contexts:
             context.close()
+
+
+def test_a_reviewer_reviews_the_thumbs_down_answer_and_its_case_is_scored(
+    server: dict, browser, artifacts: Path, tmp_path: Path
+) -> None:
+    """The support desk's workflow as a reviewer does it: an asker gives a thumbs-down; the
+    reviewer signs in, finds that answer opened first, marks the section it should have
+    cited, downloads the reviewed answers as test cases; `klausa eval` scores that line."""
+    question = "How long does Interindo keep my data?"
+    asker = browser.new_page(viewport={"width": 1280, "height": 1000})
+    asker.goto(server["url"])
+    box = asker.get_by_test_id("stChatInputTextArea")
+    box.wait_for(timeout=120_000)
+    box.fill(question)
+    box.press("Enter")
+    answer = asker.get_by_test_id("stChatMessage").nth(1)
+    answer.locator("mark.klausa-quote").first.wait_for(timeout=60_000)
+    answer.get_by_test_id("stFeedback").locator("button").nth(1).click()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not sqlite3.connect(server["db"]).execute(
+            "SELECT 1 FROM answers WHERE question = ? AND rating = 0", (question,)).fetchall():
+        time.sleep(0.3)
+    asker.close()
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.goto(f"{server['url']}/support")
+    staff_sign_in(page, REVIEWER, REVIEWER_PASSWORD)
+    opened = page.get_by_test_id("stSelectbox").filter(has_text="Answer to review")
+    opened.wait_for(timeout=30_000)
+    # The newest thumbs-down is the most urgent answer, and it is the one opened.
+    shown = opened.locator("input").input_value()
+    assert shown.startswith("👎 thumbs-down") and shown.endswith(question), shown
+    assert page.get_by_text("As the asker saw it").is_visible()
+    page.screenshot(path=str(artifacts / "08-review-queue.png"))
+    assert page.get_by_text("above the refusal threshold").first.is_visible()
+    page.get_by_text("Wrong clause", exact=True).click()
+    section = page.get_by_test_id("stSelectbox").filter(
+        has_text="The section it should have cited")
+    section.wait_for(timeout=10_000)
+    section.locator("input").fill("Information Storage")
+    page.get_by_role("option", name="§6 (Information Storage and Deletion)").click()
+    page.get_by_label("Note (optional)").fill("Retention is in §6.")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "09-review-verdict.png"))
+    page.get_by_role("button", name="Save verdict").click()
+    page.get_by_text("Saved: Wrong clause → §6.").wait_for(timeout=20_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Reviewed answers as test cases").click()
+    exported = tmp_path / "reviewed.jsonl"
+    download.value.save_as(exported)
+    page.close()
+
+    [line] = [json.loads(line) for line in exported.read_text("utf-8").splitlines()
+              if json.loads(line)["question"] == question]
+    assert (line["policy"], line["lang"], line["sections"], line["reviewer"], line["note"]) == (
+        "interindo", "en", ["6"], REVIEWER, "Retention is in §6.")
+    records = tmp_path / "records.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLAUSA_")}
+    env.update(KLAUSA_DATA_DIR=str(server["db"].parent),
+               KLAUSA_MODELS_PATH=str(REPO / "data" / "models"))
+    scored = subprocess.run(
+        [sys.executable, "-m", "klausa.cli", "eval", str(exported), "--per-question",
+         str(records)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert "hit@1" in scored.stdout, scored.stdout + scored.stderr
+    by_question = {r["case"]["question"]: r for r in map(json.loads, records.open())}
+    assert by_question[question]["rank"] == 1 and by_question[question]["cited_ok"]
