@@ -10,7 +10,9 @@ from app_pages.common import (
     local_time,
     staff_directory,
     staff_member,
+    state,
 )
+from ingest.loaders import MAX_FILE_BYTES
 from ingest.pipeline import IngestBusyError, ingest
 from ingest.uploads import UploadError, add_upload, remove_upload
 from klausa import Assistant
@@ -21,6 +23,8 @@ from klausa.ui import section_source, section_tree, ui
 
 def run_ingest(assistant: Assistant, label: str, member: StaffMember, action: str,
                detail: str = "") -> None:
+    """Index while showing progress; then rerun, so the policy list shows the new index, with
+    the report kept above it."""
     staff_directory().record(member.name, action, detail)
     with st.status(label, expanded=True) as status:
         try:
@@ -28,13 +32,24 @@ def run_ingest(assistant: Assistant, label: str, member: StaffMember, action: st
         except IngestBusyError as error:
             status.update(label=str(error), state="error")
             return
-        for error in report.errors:
-            st.error(error)
-        for policy in report.policies:
-            st.write(f"{policy.policy}: {policy.added} added, {policy.updated} updated, "
-                     f"{policy.removed} removed, {policy.unchanged} unchanged")
         assistant.reload()
         status.update(label=f"{label} — done", state="error" if report.errors else "complete")
+    state.ingest_report = (f"{label} — done", report.errors, [
+        f"{p.policy}: {p.added} added, {p.updated} updated, {p.removed} removed, "
+        f"{p.unchanged} unchanged" for p in report.policies])
+    st.rerun()
+
+
+def show_ingest_report() -> None:
+    report = state.pop("ingest_report", None)
+    if report is None:
+        return
+    heading, errors, lines = report
+    with st.status(heading, state="error" if errors else "complete", expanded=True):
+        for error in errors:
+            st.error(error)
+        for line in lines:
+            st.write(line)
 
 
 def library_page() -> None:
@@ -43,6 +58,7 @@ def library_page() -> None:
     member = staff_member(language, "library")
     if member is None:
         return
+    show_ingest_report()
     assistant = load_assistant()
     settings = assistant.settings
     for policy_id, policy in assistant.catalog.policies.items():
@@ -57,7 +73,8 @@ def library_page() -> None:
             st.text(section_source(policy, label))
     st.subheader("Add a policy")
     with st.form("upload", clear_on_submit=True):
-        upload = st.file_uploader("Policy file", type=["txt", "md", "html", "htm", "pdf"])
+        upload = st.file_uploader("Policy file", type=["txt", "md", "html", "htm", "pdf"],
+                                  max_upload_size=MAX_FILE_BYTES // 2**20)
         columns = st.columns(3)
         policy_id = columns[0].text_input("Id (e.g. tokoku)")
         title = columns[1].text_input("Title")

@@ -250,13 +250,12 @@ def test_four_people_at_once_during_a_reindex_each_get_their_own_answer(
     server: dict, browser, artifacts: Path, tmp_path: Path
 ) -> None:
     """Four browser contexts (four sessions) ask different questions at the same moment while
-    an ingest adds a policy to the same index: each sees its own question answered from its
-    own policy, never another session's."""
+    an admin, in a fifth, adds a policy on the library page (indexed by the same server
+    process): each sees its own question answered from its own policy, never another
+    session's; the new policy is then answerable and the upload is in the activity record."""
     extra = tmp_path / "tokoku.en.txt"
-    extra.write_text((REPO / "corpus" / "netmarks.en.txt").read_text("utf-8"), "utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KLAUSA_")}
-    env.update(KLAUSA_DATA_DIR=str(server["db"].parent),
-               KLAUSA_MODELS_PATH=str(REPO / "data" / "models"))
+    extra.write_text((REPO / "corpus" / "netmarks.en.txt").read_text("utf-8")
+                     .replace("Netmarks", "Tokoku"), "utf-8")
     asks = [("Does Jubelio sell my personal data?", "Jubelio"),
             ("Bisakah saya menolak cookies di Webdeskers?", "Webdeskers"),
             ("How long does Netmarks keep my personal information?", "Netmarks"),
@@ -266,28 +265,41 @@ def test_four_people_at_once_during_a_reindex_each_get_their_own_answer(
     for page in pages:
         page.goto(server["url"])
         page.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)
-    reindex = subprocess.Popen(
-        [sys.executable, "-m", "klausa.cli", "ingest", str(extra), "--no-prune"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for page, (question, _) in zip(pages, asks, strict=True):
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.fill(question)
-            box.press("Enter")
-        for number, (page, (question, company)) in enumerate(zip(pages, asks, strict=True)):
-            messages = page.get_by_test_id("stChatMessage")
-            messages.nth(1).locator("mark.klausa-quote").first.wait_for(timeout=90_000)
-            page.wait_for_timeout(500)
-            assert messages.count() == 2, f"session {number}: {messages.count()} messages"
-            assert messages.nth(0).inner_text().strip().endswith(question)
-            assert company.lower() in messages.nth(1).inner_text().lower()
-            others = [q for q, _ in asks if q != question]
-            assert not any(q in page.inner_text("body") for q in others)
-            page.screenshot(path=str(artifacts / f"08-session-{number}.png"), full_page=True)
-    finally:
-        assert reindex.wait(timeout=300) == 0, reindex.stderr.read() if reindex.stderr else ""
-        for context in contexts:
-            context.close()
+    admin = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    admin.goto(f"{server['url']}/library")
+    staff_sign_in(admin, "admin", PASSWORD)
+    admin.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(extra))
+    admin.get_by_label("Id (e.g. tokoku)").fill("tokoku")
+    admin.get_by_label("Title").fill("Tokoku Privacy Policy")
+    admin.get_by_role("button", name="Upload and index").click()
+    for page, (question, _) in zip(pages, asks, strict=True):
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill(question)
+        box.press("Enter")
+    for number, (page, (question, company)) in enumerate(zip(pages, asks, strict=True)):
+        messages = page.get_by_test_id("stChatMessage")
+        messages.nth(1).locator("mark.klausa-quote").first.wait_for(timeout=90_000)
+        page.wait_for_timeout(500)
+        assert messages.count() == 2, f"session {number}: {messages.count()} messages"
+        assert messages.nth(0).inner_text().strip().endswith(question)
+        assert company.lower() in messages.nth(1).inner_text().lower()
+        others = [q for q, _ in asks if q != question]
+        assert not any(q in page.inner_text("body") for q in others)
+        page.screenshot(path=str(artifacts / f"08-session-{number}.png"), full_page=True)
+    admin.get_by_text("Indexing tokoku — done").wait_for(timeout=300_000)
+    admin.get_by_text("Tokoku Privacy Policy · tokoku").first.wait_for(timeout=30_000)
+    assert ("admin", "upload", "tokoku (tokoku.en.txt)") in sqlite3.connect(server["db"]).execute(
+        "SELECT actor, action, detail FROM activity").fetchall()
+    admin.screenshot(path=str(artifacts / "08-library-upload.png"))
+    # The added policy answers in the next question, in another session.
+    box = pages[0].get_by_test_id("stChatInputTextArea")
+    box.fill("How long does Tokoku keep my personal information?")
+    box.press("Enter")
+    answer = pages[0].get_by_test_id("stChatMessage").nth(3)
+    answer.locator("mark.klausa-quote").first.wait_for(timeout=60_000)
+    assert "Tokoku" in answer.inner_text()
+    for context in [*contexts, admin.context]:
+        context.close()
 
 
 def test_a_reviewer_reviews_the_thumbs_down_answer_and_its_case_is_scored(
