@@ -74,6 +74,7 @@ def answer_log() -> AnswerLog:
 @st.cache_resource(show_spinner=False)
 def _staff_directory(data_dir: str, database_url: str | None, bootstrap: str | None
                      ) -> StaffDirectory:
+    # The arguments are the cache key: another data dir, database or password, another one.
     settings = Settings(data_dir=data_dir)
     return StaffDirectory(answer_log(), bootstrap_password=bootstrap,
                           bootstrap_name=settings.admin_name)

@@ -74,6 +74,21 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def answer_filters(policy: str | None, language: str | None,
+                   rating: str | None) -> list[sa.ColumnElement[bool]]:
+    """Conditions on logged answers; ``rating``: "up", "down", "none" (not rated) or None."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if policy:
+        conditions.append(ANSWERS.c.policy == policy)
+    if language:
+        conditions.append(ANSWERS.c.language == language)
+    if rating in ("up", "down"):
+        conditions.append(ANSWERS.c.rating == (1 if rating == "up" else 0))
+    elif rating == "none":
+        conditions.append(ANSWERS.c.rating.is_(None))
+    return conditions
+
+
 class AnswerLog:
     """SQLite under the data dir by default (WAL); any SQLAlchemy URL, e.g. PostgreSQL, too.
     The schema is created on first use."""
@@ -135,16 +150,7 @@ class AnswerLog:
     def recent(self, *, policy: str | None = None, language: str | None = None,
                rating: str | None = None, limit: int = 200) -> list[LoggedAnswer]:
         """Newest first. ``rating``: "up", "down", "none" (not rated) or None (all)."""
-        conditions = []
-        if policy:
-            conditions.append(ANSWERS.c.policy == policy)
-        if language:
-            conditions.append(ANSWERS.c.language == language)
-        if rating in ("up", "down"):
-            conditions.append(ANSWERS.c.rating == (1 if rating == "up" else 0))
-        elif rating == "none":
-            conditions.append(ANSWERS.c.rating.is_(None))
-        return self.select(sa.and_(sa.true(), *conditions), limit)
+        return self.select(sa.and_(sa.true(), *answer_filters(policy, language, rating)), limit)
 
     def select(self, condition: sa.ColumnElement[bool], limit: int,
                 order: Sequence[sa.ColumnElement] = ()) -> list[LoggedAnswer]:

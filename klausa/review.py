@@ -21,7 +21,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from klausa.cases import Case
-from klausa.feedback import AnswerLog, LoggedAnswer, now
+from klausa.feedback import AnswerLog, LoggedAnswer, answer_filters, now
 from klausa.schema import ANSWERS, REVIEWS
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
@@ -108,15 +108,7 @@ class ReviewDesk:
               limit: int = 200) -> list[LoggedAnswer]:
         """Answers in review order. ``rating``: "up", "down", "none" or None (all);
         ``since``/``until``: asked on or after / on or before these (UTC) days."""
-        conditions: list[sa.ColumnElement[bool]] = []
-        if policy:
-            conditions.append(ANSWERS.c.policy == policy)
-        if language:
-            conditions.append(ANSWERS.c.language == language)
-        if rating in ("up", "down"):
-            conditions.append(ANSWERS.c.rating == (1 if rating == "up" else 0))
-        elif rating == "none":
-            conditions.append(ANSWERS.c.rating.is_(None))
+        conditions = answer_filters(policy, language, rating)
         if reviewed == "no":
             conditions.append(REVIEWS.c.verdict.is_(None))
         elif reviewed == "yes":
