@@ -8,8 +8,10 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -167,13 +169,14 @@ class SentenceTransformerEmbedder:
     says, with the clause's section path as the document title; another model uses its own
     ``query``/``document``/``passage`` prompts when it has them.
 
-    Questions from many threads (one Streamlit server, many sessions) go through one worker
-    that embeds whatever is queued in one batch: two cores do one matrix product at a time
-    instead of eight threads fighting over them."""
+    Everything the model does runs on one ``ModelThread``: questions from many threads (one
+    Streamlit server, many sessions) are embedded together in one batch, two cores doing one
+    matrix product at a time instead of eight threads fighting over them; passages go
+    between."""
 
     def __init__(self, name_or_path: str, batch_size: int = 32,
                  passage_precision: str = "float32", spec: EmbeddingModelSpec | None = None,
-                 dimensions: int | None = None) -> None:
+                 dimensions: int | None = None, query_precision: str = "float32") -> None:
         self.name = name_or_path
         self.spec = spec
         self.batch_size = batch_size
@@ -181,17 +184,20 @@ class SentenceTransformerEmbedder:
         self.passages_in_bfloat16 = passage_precision == "bfloat16" or (
             passage_precision == "auto" and cpu_has_fast_bfloat16()
         )
+        self.queries_in_bfloat16 = query_precision == "bfloat16" or (
+            query_precision == "auto" and self.passages_in_bfloat16
+        )
         self._model = None
-        self._passage_model = None  # a bfloat16 copy, made on the first passages to embed
-        self._lock = threading.Lock()
-        self._queries = QueryBatcher(self._encode_queries)
+        self._bfloat16 = None  # the bfloat16 model, made on first use (False: not possible)
+        self._thread = ModelThread(self._encode_queries)
 
     @property
     def model(self):  # type: ignore[no-untyped-def]
+        """The loaded model (loaded on first use, by the model thread: only it touches it)."""
         if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._load()
+            if not self._thread.is_current():
+                return self._thread.call(lambda: self.model)
+            self._model = self._load()
         return self._model
 
     def _load(self):  # type: ignore[no-untyped-def]
@@ -248,7 +254,14 @@ class SentenceTransformerEmbedder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts made by ``document_text``."""
+        """Embed texts made by ``document_text``: on the model thread, a batch at a time, so
+        questions asked meanwhile (a re-index from the library page) go between batches."""
+        texts, size = list(texts), self.batch_size
+        parts = [self._thread.call(partial(self._embed_document_batch, texts[i:i + size]))
+                 for i in range(0, max(len(texts), 1), size)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _embed_document_batch(self, texts: Sequence[str]) -> np.ndarray:
         if not self.passages_in_bfloat16:
             return self._encode(texts, "document")
         import torch
@@ -258,77 +271,123 @@ class SentenceTransformerEmbedder:
         # autocast, which casts every weight on every call (seed chunks, EmbeddingGemma:
         # 37 vs 31 chunks/s, float32 13); a model whose compact table cannot follow a cast
         # (e5's 4-bit blocks) uses autocast.
-        passage_model = self._bfloat16_copy()
+        passage_model = self.bfloat16_model()
         if passage_model is not None:
             return self._encode(texts, "document", passage_model)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return self._encode(texts, "document")
 
-    def _bfloat16_copy(self):  # type: ignore[no-untyped-def]
-        if self._passage_model is None:
+    def bfloat16_model(self):  # type: ignore[no-untyped-def]
+        """The model in bfloat16, or None where its word table cannot follow a cast (e5's
+        4-bit blocks). When questions and passages both use it, the model itself is cast (no
+        float32 weights kept: ~400 MB less for a server); otherwise a copy is made."""
+        if self._bfloat16 is None:
+            if not self._thread.is_current():
+                return self._thread.call(self.bfloat16_model)
             import torch
 
             model = self.model
-            with self._lock:
-                if self._passage_model is None:
-                    table = model[0].auto_model.get_input_embeddings()
-                    if not (isinstance(table, torch.nn.Embedding)
-                            or getattr(table, "follows_model_dtype", False)):
-                        self._passage_model = False
-                    else:
-                        # Integer buffers (the int8 rows) and the tokenizer are shared, not
-                        # copied (copying the tokenizer's vocabulary alone takes seconds).
-                        memo = {id(b): b for b in table.buffers() if not b.is_floating_point()}
-                        tokenizer = getattr(model, "tokenizer", None)
-                        memo[id(tokenizer)] = tokenizer
-                        self._passage_model = copy.deepcopy(model, memo).to(torch.bfloat16)
-        return self._passage_model or None
+            table = model[0].auto_model.get_input_embeddings()
+            if not (isinstance(table, torch.nn.Embedding)
+                    or getattr(table, "follows_model_dtype", False)):
+                self._bfloat16 = False
+            elif self.passages_in_bfloat16 and self.queries_in_bfloat16:
+                self._bfloat16 = model.to(torch.bfloat16)
+            else:
+                # Integer buffers (the int8 rows) and the tokenizer are shared, not copied
+                # (copying the tokenizer's vocabulary alone takes seconds).
+                memo = {id(b): b for b in table.buffers() if not b.is_floating_point()}
+                tokenizer = getattr(model, "tokenizer", None)
+                memo[id(tokenizer)] = tokenizer
+                self._bfloat16 = copy.deepcopy(model, memo).to(torch.bfloat16)
+        return self._bfloat16 or None
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on the model thread (for code that drives the model itself, such as
+        the query-speed benchmark), so the process keeps one thread running torch."""
+        return self._thread.call(work)
 
     def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, "query")
+        model = self.bfloat16_model() if self.queries_in_bfloat16 else None
+        return self._encode(texts, "query", model)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._queries.embed([text])[0]
+        return self._thread.embed([text])[0]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Several questions (a follow-up and the turns it follows) in one batch."""
-        return self._queries.embed(texts)
+        return self._thread.embed(texts)
 
 
-class QueryBatcher:
-    """One worker thread embeds queued questions, all that are waiting in one call. A caller
-    blocks until its own vector is ready; an error reaches the callers whose batch failed."""
+class ModelThread:
+    """The one thread that runs the embedding model. Questions queued by any thread are
+    embedded together in one batch; other work (passage batches, loading) runs between
+    them, questions first.
 
-    def __init__(self, encode: Callable[[Sequence[str]], np.ndarray], max_batch: int = 16):
-        self.encode = encode
+    One thread, because torch's OpenMP pool belongs to the thread that calls it: once a
+    second thread has run the model, the process holds more OpenMP threads than cores and
+    libgomp stops spin-waiting — an EmbeddingGemma question then takes 66 instead of 44 ms in
+    bfloat16, for good (measured; the same as ``OMP_WAIT_POLICY=PASSIVE``)."""
+
+    def __init__(self, encode_queries: Callable[[Sequence[str]], np.ndarray],
+                 max_batch: int = 16) -> None:
+        self.encode = encode_queries
         self.max_batch = max_batch
         self._pending: list[_Pending] = []
+        self._jobs: deque[_Job] = deque()
         self._ready = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
+
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _start(self) -> None:  # under self._ready
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="klausa-model", daemon=True)
+            self._thread.start()
+        self._ready.notify()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Question vectors, batched with whatever other threads have queued."""
+        if self.is_current():
+            return self.encode(texts)
         items = [_Pending(text) for text in texts]
         with self._ready:
             self._pending.extend(items)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="klausa-embed",
-                                                daemon=True)
-                self._worker.start()
-            self._ready.notify()
+            self._start()
         for item in items:
             item.done.wait()
             if item.error is not None:
                 raise item.error
         return np.stack([item.vector for item in items])
 
+    def call(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on the model thread and return its result (or raise its error)."""
+        if self.is_current():
+            return work()
+        job = _Job(work)
+        with self._ready:
+            self._jobs.append(job)
+            self._start()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
     def _run(self) -> None:
         while True:
             with self._ready:
-                if not self._ready.wait_for(lambda: self._pending, timeout=30):
-                    self._worker = None  # idle: the next question starts a new worker
-                    return
+                self._ready.wait_for(lambda: self._pending or self._jobs)
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
+                job = None if batch else self._jobs.popleft()
+            if job is not None:
+                try:
+                    job.result = job.work()
+                except BaseException as error:  # handed to the caller, not lost here
+                    job.error = error
+                job.done.set()
+                continue
             try:
                 vectors = self.encode([item.text for item in batch])
                 for item, vector in zip(batch, vectors, strict=True):
@@ -338,6 +397,14 @@ class QueryBatcher:
                     item.error = error
             for item in batch:
                 item.done.set()
+
+
+@dataclass
+class _Job:
+    work: Callable[[], Any]
+    result: Any = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -383,4 +450,5 @@ def load_embedder(settings: Settings) -> Embedder:
         settings.passage_precision,
         spec=embedding_model(settings.embedding_model),
         dimensions=settings.embedding_dimensions,
+        query_precision=settings.query_precision,
     )
