@@ -14,7 +14,7 @@ from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
 from klausa.review import ReviewDesk
 from klausa.serving import warmed_assistant
-from klausa.staff import SignInError, StaffDirectory, StaffMember
+from klausa.staff import MAX_PASSWORD, SignInError, StaffDirectory, StaffMember
 from klausa.stores import IndexMissingError
 from klausa.types import Language
 from klausa.ui import (
@@ -259,8 +259,8 @@ def staff_member(language: Language, permission: str) -> StaffMember | None:
 
 def sign_in_form(staff: StaffDirectory, language: Language) -> None:
     with st.form("sign-in"):
-        name = st.text_input(ui(language, "staff_name"), autocomplete="username")
-        given = st.text_input(ui(language, "password"), type="password",
+        name = st.text_input(ui(language, "staff_name"), autocomplete="username", max_chars=64)
+        given = st.text_input(ui(language, "password"), type="password", max_chars=MAX_PASSWORD,
                               autocomplete="current-password")
         submitted = st.form_submit_button(ui(language, "sign_in"))
     if not submitted:

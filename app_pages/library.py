@@ -17,7 +17,7 @@ from ingest.pipeline import IngestBusyError, ingest
 from ingest.uploads import UploadError, add_upload, remove_upload
 from klausa import Assistant
 from klausa.catalog import load_manifest
-from klausa.staff import ROLES, AccountError, StaffMember
+from klausa.staff import MAX_PASSWORD, ROLES, AccountError, StaffMember
 from klausa.ui import section_source, section_tree, ui
 
 
@@ -117,12 +117,12 @@ def accounts_section(member: StaffMember) -> None:
     columns = st.columns(2)
     with columns[0].form("add-account", clear_on_submit=True):
         st.markdown("**Add an account**")
-        name = st.text_input("Name", key="new-account-name")
+        name = st.text_input("Name", key="new-account-name", max_chars=64)
         role = st.selectbox("Role", ROLES, key="new-account-role")
         password = st.text_input("Password", type="password", key="new-account-password",
-                                 autocomplete="new-password")
+                                 autocomplete="new-password", max_chars=MAX_PASSWORD)
         again = st.text_input("Password again", type="password", key="new-account-again",
-                              autocomplete="new-password")
+                              autocomplete="new-password", max_chars=MAX_PASSWORD)
         if st.form_submit_button("Add account"):
             if password != again:
                 st.error("The two passwords differ.")

@@ -189,6 +189,25 @@ def test_a_reviewer_is_refused_the_library(app: AppTest) -> None:
     assert "rina" in set(app.dataframe[-2].value["name"])
 
 
+def test_an_admin_adds_a_reviewer_account_on_the_library_page(app: AppTest) -> None:
+    sign_in(app, "app_pages/library.py", "admin", PASSWORD)
+    app.text_input(key="new-account-name").input("dewi")
+    app.selectbox(key="new-account-role").set_value("reviewer")
+    app.text_input(key="new-account-password").input(REVIEWER_PASSWORD)
+    app.text_input(key="new-account-again").input(REVIEWER_PASSWORD + "x")
+    next(b for b in app.button if b.label == "Add account").click().run()
+    assert any("The two passwords differ" in e.value for e in app.error)
+    app.text_input(key="new-account-name").input("dewi")
+    app.text_input(key="new-account-password").input(REVIEWER_PASSWORD)
+    app.text_input(key="new-account-again").input(REVIEWER_PASSWORD)
+    next(b for b in app.button if b.label == "Add account").click().run()
+    assert any("Added dewi (reviewer)" in m.value for m in app.success)
+    staff = StaffDirectory(AnswerLog.from_settings(Settings()))
+    assert staff.sign_in("dewi", REVIEWER_PASSWORD).role == "reviewer"
+    added = staff.activity(action="account_added")
+    assert [(a.actor, a.detail) for a in added] == [("admin", "dewi (reviewer)")]
+
+
 def test_staff_pages_are_off_without_a_password_or_an_account(
     app: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
