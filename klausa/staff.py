@@ -218,6 +218,12 @@ class StaffDirectory:
 
     def _count_failure(self, name: str) -> int:
         """Count a failure; returns the lockout's seconds when this one started it."""
+        try:
+            return self._count_failure_once(name)
+        except sa.exc.IntegrityError:  # another process counted the first failure meanwhile
+            return self._count_failure_once(name)
+
+    def _count_failure_once(self, name: str) -> int:
         moment = time.time()
         with self.engine.begin() as db:
             row = db.execute(sa.select(SIGN_IN_ATTEMPTS).where(
