@@ -45,8 +45,6 @@ NEAR_THRESHOLD = 0.05
 HISTORY_TURNS = 3
 
 Reason = Literal["thumbs_down", "refused", "near_threshold", "generation_rejected", ""]
-REASONS: tuple[Reason, ...] = ("thumbs_down", "refused", "near_threshold",
-                               "generation_rejected", "")
 REASON_LABELS: dict[str, str] = {
     "thumbs_down": "👎 thumbs-down",
     "refused": "not stated",

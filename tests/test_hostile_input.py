@@ -24,7 +24,7 @@ from klausa.embeddings import Embedder
 from klausa.prompts import phrases
 from klausa.settings import Settings
 from klausa.stores import open_store
-from klausa.ui import escape_markdown, highlight_html
+from klausa.ui import escape_markdown, highlight_html, readable_time
 from tests.conftest import make_settings
 
 CLEAN = "Does Jubelio sell my personal data?"
@@ -539,3 +539,13 @@ def test_escape_markdown_shows_any_line_exactly_as_written(text: str) -> None:
     rendered = rendered_markdown(text)
     assert re.findall(r"<(\w+)", rendered) == ["p"], rendered
     assert visible_text(rendered).strip() == text
+
+
+def test_staff_times_read_in_the_browsers_zone_and_bad_ones_pass_through() -> None:
+    stamp = "2026-12-01T10:28:37.071212+00:00"
+    assert readable_time(stamp, "Asia/Jakarta") == "1 Dec 2026, 17:28"
+    assert readable_time(stamp, None) == "1 Dec 2026, 10:28 UTC"
+    assert readable_time(stamp, "Not/AZone") == "1 Dec 2026, 10:28 UTC"
+    assert readable_time("2026-12-01T10:28:37", "Asia/Jakarta") == "1 Dec 2026, 17:28"
+    assert readable_time("yesterday", "Asia/Jakarta") == "yesterday"
+    assert readable_time(None) == ""
