@@ -60,6 +60,9 @@ class LoggedAnswer(BaseModel):
     review_note: str | None = None
     reviewer: str | None = None
     reviewed_at: str | None = None
+    #: The review queue's tier for this answer (0 most urgent; ``klausa.review``), when read
+    #: through the queue.
+    urgency: int | None = None
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -153,8 +156,11 @@ class AnswerLog:
         return self.select(sa.and_(sa.true(), *answer_filters(policy, language, rating)), limit)
 
     def select(self, condition: sa.ColumnElement[bool], limit: int,
-                order: Sequence[sa.ColumnElement] = ()) -> list[LoggedAnswer]:
-        query = (sa.select(*LOGGED_COLUMNS).select_from(WITH_REVIEWS).where(condition)
+               order: Sequence[sa.ColumnElement] = (),
+               columns: Sequence[sa.ColumnElement] = ()) -> list[LoggedAnswer]:
+        """Logged answers (newest first after ``order``); ``columns``: extra labelled columns
+        read into the ``LoggedAnswer`` field of the same name."""
+        query = (sa.select(*LOGGED_COLUMNS, *columns).select_from(WITH_REVIEWS).where(condition)
                  .order_by(*order, ANSWERS.c.asked_at.desc(), ANSWERS.c.id).limit(limit))
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()

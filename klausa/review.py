@@ -45,6 +45,9 @@ NEAR_THRESHOLD = 0.05
 HISTORY_TURNS = 3
 
 Reason = Literal["thumbs_down", "refused", "near_threshold", "generation_rejected", ""]
+#: Why an answer stands where it does in the queue, by its tier (``_tier``).
+REASONS: tuple[Reason, ...] = ("thumbs_down", "refused", "near_threshold",
+                               "generation_rejected", "")
 REASON_LABELS: dict[str, str] = {
     "thumbs_down": "👎 thumbs-down",
     "refused": "not stated",
@@ -75,17 +78,8 @@ def _tier() -> sa.ColumnElement[int]:
 
 
 def reason(row: LoggedAnswer) -> Reason:
-    """Why an answer stands where it does in the queue (the same rule as the SQL order)."""
-    if row.rating == 0:
-        return "thumbs_down"
-    if row.refused:
-        return "refused"
-    if (row.support is not None and row.threshold is not None
-            and abs(row.support - row.threshold) <= NEAR_THRESHOLD):
-        return "near_threshold"
-    if row.generation_rejected:
-        return "generation_rejected"
-    return ""
+    """Why an answer read through the queue stands where it does: its tier, as SQL ordered it."""
+    return REASONS[row.urgency] if row.urgency is not None else ""
 
 
 class ReviewDesk:
@@ -115,9 +109,10 @@ class ReviewDesk:
             conditions.append(ANSWERS.c.asked_at >= since.isoformat())
         if until:
             conditions.append(ANSWERS.c.asked_at < _day_after(until))
+        tier = _tier().label("urgency")
         closeness = sa.case((_tier() == 2, _distance()), else_=0.0)
         return self.log.select(sa.and_(sa.true(), *conditions), limit,
-                                order=(_tier(), closeness))
+                               order=(tier, closeness), columns=(tier,))
 
     def review(self, answer_id: str, verdict: Verdict, reviewer: str, *,
                section: str | None = None, policy: str | None = None,

@@ -17,7 +17,7 @@ from klausa.assistant import Assistant
 from klausa.cases import load_cases
 from klausa.cli import cli
 from klausa.feedback import AnswerLog
-from klausa.review import ReviewDesk, ReviewError, merge_cases, update_case_file
+from klausa.review import ReviewDesk, ReviewError, merge_cases, reason, update_case_file
 from klausa.schema import SCHEMA_VERSION
 from klausa.settings import Settings
 from klausa.staff import AccountError, SignInError, StaffDirectory
@@ -187,6 +187,9 @@ def test_the_queue_puts_what_needs_a_human_first(desk: ReviewDesk) -> None:
     order = [r.session for r in desk.queue()]
     assert order[:5] == ["disliked", "refused", "nearer", "near", "rejected"]
     assert set(order[5:]) == {"plain", "indonesian"}
+    assert [reason(r) for r in desk.queue()] == [
+        "thumbs_down", "refused", "near_threshold", "near_threshold", "generation_rejected",
+        "", ""]
     assert [r.session for r in desk.queue(language="id")] == ["indonesian"]
     assert [r.session for r in desk.queue(rating="up")] == ["plain"]
     assert desk.queue(until=date(2020, 1, 1)) == []
