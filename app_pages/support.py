@@ -64,7 +64,7 @@ def support_page() -> None:
         as_the_asker_saw_it(assistant, chosen, answer)
     with why:
         explanation(assistant, answer)
-    candidates(answer)
+    candidates(assistant, answer)
     verdict_form(desk, assistant, member, chosen, answer)
 
 
@@ -101,13 +101,15 @@ def queue(desk: ReviewDesk, assistant: Assistant) -> list[LoggedAnswer]:
 
 
 def downloads(desk: ReviewDesk, rows: list[LoggedAnswer]) -> None:
+    # Built when clicked, not on every rerun of the page (the cases read every reviewed answer).
     columns = st.columns(3)
-    columns[0].download_button("Export these answers (CSV)", AnswerLog.to_csv(rows),
+    columns[0].download_button("Export these answers (CSV)", lambda: AnswerLog.to_csv(rows),
                                "klausa-answers.csv", "text/csv")
-    columns[1].download_button("Export these answers (JSONL)", AnswerLog.to_jsonl(rows),
+    columns[1].download_button("Export these answers (JSONL)", lambda: AnswerLog.to_jsonl(rows),
                                "klausa-answers.jsonl", "application/jsonl")
     columns[2].download_button(
-        "Reviewed answers as test cases", jsonl(desk.cases()), "klausa-reviewed-cases.jsonl",
+        "Reviewed answers as test cases", lambda: jsonl(desk.cases()),
+        "klausa-reviewed-cases.jsonl",
         "application/jsonl", help="Q&A-set lines that `klausa eval FILE` scores; the same as "
         "`klausa review export`.")
 
@@ -190,9 +192,9 @@ def why_sentences(assistant: Assistant, answer: Answer) -> list[str]:
     return sentences
 
 
-def candidates(answer: Answer) -> None:
+def candidates(assistant: Assistant, answer: Answer) -> None:
     st.subheader("Candidates")
-    dense_weight = load_assistant().settings.dense_weight
+    dense_weight = assistant.settings.dense_weight
     st.caption(f"Ranked by the fused score: {dense_weight:.2f} × dense + "
                f"{1 - dense_weight:.2f} × lexical, each scaled over the candidates.")
     cited = {c.chunk_id for c in answer.citations}
