@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -363,6 +364,17 @@ def _staff(settings: Settings) -> StaffDirectory:
     return StaffDirectory.from_settings(settings)
 
 
+@contextlib.contextmanager
+def _account_errors() -> Iterator[None]:
+    """An unusable name, role or password: one line on stderr, exit 1."""
+    from klausa.staff import AccountError
+
+    try:
+        yield
+    except AccountError as error:
+        fail(str(error))
+
+
 def _new_password() -> str:
     # Prompted (never an argument: it would land in the shell history and `ps`), not echoed.
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -374,13 +386,9 @@ def _new_password() -> str:
 @click.pass_obj
 def users_add(settings: Settings, name: str, role: str) -> None:
     """Add a staff account (the password is prompted twice)."""
-    from klausa.staff import AccountError
-
     staff = _staff(settings)
-    try:
+    with _account_errors():
         member = staff.add(name, _new_password(), role)  # type: ignore[arg-type]
-    except AccountError as error:
-        fail(str(error))
     click.echo(f"added {member.name} ({member.role})")
 
 
@@ -401,12 +409,8 @@ def users_list(settings: Settings) -> None:
 @click.pass_obj
 def users_passwd(settings: Settings, name: str) -> None:
     """Set a new password for an account (prompted twice)."""
-    from klausa.staff import AccountError
-
-    try:
+    with _account_errors():
         _staff(settings).set_password(name, _new_password())
-    except AccountError as error:
-        fail(str(error))
     click.echo(f"password of {name} changed")
 
 
@@ -416,12 +420,8 @@ def users_passwd(settings: Settings, name: str) -> None:
 @click.pass_obj
 def users_role(settings: Settings, name: str, role: str) -> None:
     """Change an account's role."""
-    from klausa.staff import AccountError
-
-    try:
+    with _account_errors():
         _staff(settings).set_role(name, role)  # type: ignore[arg-type]
-    except AccountError as error:
-        fail(str(error))
     click.echo(f"{name} is now {role}")
 
 
@@ -430,12 +430,8 @@ def users_role(settings: Settings, name: str, role: str) -> None:
 @click.pass_obj
 def users_remove(settings: Settings, name: str) -> None:
     """Remove an account (its reviews stay, with its name)."""
-    from klausa.staff import AccountError
-
-    try:
+    with _account_errors():
         _staff(settings).remove(name)
-    except AccountError as error:
-        fail(str(error))
     click.echo(f"removed {name}")
 
 

@@ -77,7 +77,7 @@ def int8_word_embedding(rows, scale, embed_scale: float):  # type: ignore[no-unt
             self.follows_model_dtype = True
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            # In the model's dtype (float32, or bfloat16 in a copy cast for passages).
+            # In the model's dtype (float32, or bfloat16 once the model is cast).
             scale = self.scale[input_ids].to(torch.float32).unsqueeze(-1)
             return (self.rows[input_ids].to(torch.float32) * scale).to(self.scale.dtype)
 
@@ -267,7 +267,7 @@ class SentenceTransformerEmbedder:
         import torch
 
         # Ingest is matrix work; on CPUs with bfloat16 units it runs faster in bfloat16 and
-        # the vectors stay within cosine 0.9995 of float32. A bfloat16 copy of the model beats
+        # the vectors stay within cosine 0.9995 of float32. The bfloat16 model beats
         # autocast, which casts every weight on every call (seed chunks, EmbeddingGemma:
         # 37 vs 31 chunks/s, float32 13); a model whose compact table cannot follow a cast
         # (e5's 4-bit blocks) uses autocast.
