@@ -92,6 +92,7 @@ def run(thread_counts: Sequence[int], questions: int) -> dict:
         settings = Settings(data_dir=Path(tmp) / "serve", corpus_dir=REPO / "corpus",
                             models_path=REPO / "data/models")
         embedder = load_embedder(settings)
+        results["environment"]["compiled"] = embedder.wait_for_compiled(900)  # type: ignore[attr-defined]
         ingest(settings, embedder=embedder)
         assistant = Assistant(settings, embedder=embedder)
         for case in cases[:10]:  # warm: model, index, caches

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from klausa.models import EMBEDDING_MODELS, EmbeddingModelSpec, ModelBuildError, embedding_model
+from klausa.models.compiled import CompiledTransformer
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name_or_path: str, batch_size: int = 32,
                  passage_precision: str = "float32", spec: EmbeddingModelSpec | None = None,
-                 dimensions: int | None = None, query_precision: str = "float32") -> None:
+                 dimensions: int | None = None, query_precision: str = "float32",
+                 compiled: bool = False) -> None:
         self.name = name_or_path
         self.spec = spec
         self.batch_size = batch_size
@@ -189,6 +191,9 @@ class SentenceTransformerEmbedder:
         )
         self._model = None
         self._bfloat16 = None  # the bfloat16 model, made on first use (False: not possible)
+        #: Use (and build, in the background) the compiled transformer of the bfloat16 model.
+        self.compiled = compiled and self.passages_in_bfloat16 and self.queries_in_bfloat16
+        self._compiled: CompiledTransformer | None = None
         self._thread = ModelThread(self._encode_queries)
 
     @property
@@ -231,6 +236,8 @@ class SentenceTransformerEmbedder:
 
     def _encode(self, texts: Sequence[str], role: str, model: Any = None) -> np.ndarray:
         model = model or self.model
+        if self._compiled is not None:
+            self._compiled.poll()
         options: dict[str, str | None]
         if self.spec is not None:
             # A bundled model's document text carries its prompt (``document_text``).
@@ -293,6 +300,8 @@ class SentenceTransformerEmbedder:
                 self._bfloat16 = False
             elif self.passages_in_bfloat16 and self.queries_in_bfloat16:
                 self._bfloat16 = model.to(torch.bfloat16)
+                if self.compiled:
+                    self._compiled = CompiledTransformer(Path(self.name), self._bfloat16)
             else:
                 # Integer buffers (the int8 rows) and the tokenizer are shared, not copied
                 # (copying the tokenizer's vocabulary alone takes seconds).
@@ -301,6 +310,19 @@ class SentenceTransformerEmbedder:
                 memo[id(tokenizer)] = tokenizer
                 self._bfloat16 = copy.deepcopy(model, memo).to(torch.bfloat16)
         return self._bfloat16 or None
+
+    @property
+    def compiled_transformer(self) -> CompiledTransformer | None:
+        return self._compiled
+
+    def wait_for_compiled(self, timeout_s: float) -> bool:
+        """Wait until questions run through the compiled transformer (building it if need
+        be); False when this model has none or it was not ready in time."""
+        def wait() -> bool:
+            self.bfloat16_model()
+            return self._compiled is not None and self._compiled.wait(timeout_s)
+
+        return bool(self._thread.call(wait))
 
     def run(self, work: Callable[[], Any]) -> Any:
         """Run ``work`` on the model thread (for code that drives the model itself, such as
@@ -444,11 +466,13 @@ def cpu_has_fast_bfloat16() -> bool:
 
 
 def load_embedder(settings: Settings) -> Embedder:
+    spec = embedding_model(settings.embedding_model)
     return SentenceTransformerEmbedder(
         resolve_model_path(settings),
         settings.embedding_batch_size,
         settings.passage_precision,
-        spec=embedding_model(settings.embedding_model),
+        spec=spec,
         dimensions=settings.embedding_dimensions,
         query_precision=settings.query_precision,
+        compiled=settings.compiled_model == "auto" and bool(spec and spec.compiles),
     )

@@ -4,16 +4,20 @@ selectable beside the default EmbeddingGemma."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from klausa import Assistant
 from klausa.embeddings import Embedder, ModelLoadError, load_embedder
-from klausa.models import E5_SMALL, EMBEDDINGGEMMA, ModelBuildError, gemma
+from klausa.models import E5_SMALL, EMBEDDINGGEMMA, ModelBuildError, compiled, gemma
 from klausa.settings import Settings
 from tests.conftest import MODELS, REPO, make_settings
 
@@ -96,3 +100,90 @@ def test_e5_small_stays_selectable_in_its_own_collection(seed_settings: Settings
     answer = Assistant(settings, embedder=e5).ask("Does Jubelio sell or rent my personal data?")
     assert not answer.refused and answer.citations[0].policy == "jubelio"
     assert "sell" in answer.citations[0].quote
+
+
+QUESTIONS = ["Does Jubelio sell or rent my personal data?",
+             "Berapa lama data saya disimpan oleh Webdeskers?",
+             "can i get my account deleted", "Siapa yang bisa saya hubungi soal privasi?"]
+
+
+def test_questions_and_passages_run_through_the_compiled_transformer_unchanged(
+        embedder: Embedder) -> None:
+    """The compiled transformer is built (in the background) and used, and gives the vectors
+    the model gives when run op by op: the same best clauses, the same refusals."""
+    assert embedder.wait_for_compiled(900), "the compiled transformer was not in use in 15 min"
+    compiled = embedder.compiled_transformer
+    assert compiled is not None and compiled.active and compiled.target.is_file()
+    passages = [embedder.document_text("Retention", q) for q in QUESTIONS]
+
+    def both() -> tuple:
+        fast = embedder.embed_queries(QUESTIONS), embedder.embed_documents(passages)
+        with compiled.suspended():
+            slow = embedder.embed_queries(QUESTIONS), embedder.embed_documents(passages)
+        return fast, slow
+
+    (fast_q, fast_p), (slow_q, slow_p) = embedder.run(both)
+    assert (fast_q * slow_q).sum(axis=1).min() > 0.9995
+    assert (fast_p * slow_p).sum(axis=1).min() > 0.9995
+    assert not np.allclose(fast_q, slow_q, atol=0)  # two different code paths really ran
+
+
+def _model_folder_copy(tmp_path: Path) -> Path:
+    """The bundled model's files, linked (not copied) into a folder of its own."""
+    folder = tmp_path / EMBEDDINGGEMMA
+    folder.mkdir()
+    for item in (MODELS / EMBEDDINGGEMMA).iterdir():
+        if item.name != "compiled":
+            (folder / item.name).symlink_to(item)
+    return folder
+
+
+def test_a_broken_compiled_package_leaves_the_model_as_it_is(
+        embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _model_folder_copy(tmp_path)
+    target = compiled.package_path(folder)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"PK\x03\x04 not a package")
+
+    def poll_until_settled() -> compiled.CompiledTransformer:
+        model = embedder.bfloat16_model()
+        transformer = compiled.CompiledTransformer(folder, model, build=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not transformer._off:
+            transformer.poll()
+            time.sleep(0.2)
+        return transformer
+
+    with caplog.at_level(logging.WARNING, logger="klausa.models.compiled"):
+        transformer = embedder.run(poll_until_settled)
+    assert not transformer.active
+    assert any("not using the compiled transformer" in r.getMessage() for r in caplog.records)
+    assert embedder.embed_query(QUESTIONS[0]).shape == (768,)
+
+
+def test_a_failed_build_is_said_once_and_not_retried(
+        embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _model_folder_copy(tmp_path)
+    marker = compiled.package_path(folder).parent / "failed"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("RuntimeError: out of memory\n")
+    with caplog.at_level(logging.WARNING, logger="klausa.models.compiled"):
+        transformer = embedder.run(lambda: compiled.CompiledTransformer(
+            folder, embedder.bfloat16_model()))
+        assert transformer.poll() is False
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "out of memory" in message and str(marker.parent) in message
+    assert not (marker.parent / "build.log").exists()  # no builder was started
+
+
+def test_only_one_process_builds_the_package(tmp_path: Path) -> None:
+    """A second builder finds the lock taken and leaves at once, writing nothing."""
+    folder = _model_folder_copy(tmp_path)
+    target = compiled.package_path(folder)
+    target.parent.mkdir(parents=True)
+    with open(target.parent / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        assert compiled.main([str(folder)]) == 0
+        assert time.monotonic() - started < 5
+    assert sorted(p.name for p in target.parent.iterdir()) == ["lock"]

@@ -40,6 +40,8 @@ class EmbeddingModelSpec:
     coverage_weight: float
     unknown_weight: float
     policy_margin: float
+    #: Its transformer can be compiled ahead of time for this machine (``compiled``).
+    compiles: bool = False
 
     def document(self, title: str, text: str) -> str:
         if title:
@@ -77,6 +79,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
         coverage_weight=0.0,
         unknown_weight=0.05,
         policy_margin=0.15,
+        compiles=True,
     ),
     E5_SMALL: EmbeddingModelSpec(
         name=E5_SMALL,
