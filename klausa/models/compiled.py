@@ -6,7 +6,7 @@ against 161 ms. The package holds only the generated kernels (3 MB): the weights
 the loaded model (``load_constants(..., user_managed=True)``), so it costs no memory.
 
 Compiling takes about a minute of CPU, so no one waits for it: the first process that runs
-the model in bfloat16 starts ``python -m klausa.models.compiled <model folder>`` in the
+the model in bfloat16 starts a builder process (``main`` below) in the
 background (niced, one at a time across processes: a lock file) and goes on with the model
 as it is; every process switches to the package when it appears, after checking on a probe
 text that both give the same vectors. The package is keyed by everything its code depends
@@ -38,6 +38,8 @@ PACKAGE = "transformer.pt2"
 EXPORT_VERSION = 1
 MAX_BATCH = 1024
 PROBE = "task: search result | query: can I ask for my data to be deleted?"
+#: The builder process (``-m klausa.models.compiled`` would import this module twice).
+BUILDER = "import sys; from klausa.models.compiled import main; sys.exit(main(sys.argv[1:]))"
 #: How often a process waiting for the package looks for it.
 LOOK_EVERY_S = 1.0
 
@@ -177,7 +179,7 @@ class CompiledTransformer:
         single = {"OMP_NUM_THREADS": "1", "TORCHINDUCTOR_COMPILE_THREADS": "1"}
         with open(self.target.parent / "build.log", "a") as out:
             subprocess.Popen(
-                [sys.executable, "-m", "klausa.models.compiled", str(self.folder)],
+                [sys.executable, "-c", BUILDER, str(self.folder)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=os.environ | single,
                 start_new_session=True,  # outlives a short-lived CLI process
