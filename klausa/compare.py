@@ -30,8 +30,9 @@ class PolicyRow:
 def compare(assistant: Assistant, question: str,
             language: Language | None = None) -> list[PolicyRow]:
     """The question asked of each indexed policy, in the catalog's order. A policy whose best
-    clause's similarity is more than ``settings.policy_margin`` below the best policy's is
-    "not stated", as in an all-policies answer in the chat. Raises ``QuestionError`` (in the
+    clause's similarity is more than ``settings.policy_margin`` below the best policy's (and
+    under ``settings.policy_floor``) is "not stated", as in an all-policies answer in the
+    chat. Raises ``QuestionError`` (in the
     asker's language) for an empty or oversized question."""
     _, language = assistant.check_question(question, language)
     catalog = assistant.catalog
@@ -41,9 +42,9 @@ def compare(assistant: Assistant, question: str,
     similarity = {p: float(a.trace["support"]["dense"]) for p, a in answers.items()
                   if not a.refused}
     best = max(similarity.values(), default=0.0)
-    margin = float(assistant.settings.policy_margin or 0.0)
     return [PolicyRow(policy_id, catalog.policies[policy_id].info.title, answer,
-                      addresses=similarity.get(policy_id, 0.0) >= best - margin)
+                      addresses=assistant.settings.addresses(similarity.get(policy_id, 0.0),
+                                                             best))
             for policy_id, answer in answers.items()]
 
 

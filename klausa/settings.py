@@ -14,7 +14,7 @@ from klausa.models import EMBEDDING_MODELS, EMBEDDINGGEMMA, embedding_model
 from klausa.types import Language
 
 TUNED_PER_MODEL = ("dense_weight", "refusal_threshold", "coverage_weight", "unknown_weight",
-                   "policy_margin")
+                   "policy_margin", "policy_floor")
 
 
 class Settings(BaseSettings):
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     #: An all-policies answer cites a policy only when its best clause's dense similarity is
     #: within this of the best policy's (the model's own scale; tuned on dev).
     policy_margin: float | None = Field(None, ge=0.0)
+    #: …unless its best clause's dense similarity reaches this on its own (plainly on topic,
+    #: however close another policy comes).
+    policy_floor: float | None = Field(None, ge=0.0)
 
     #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
     #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:
@@ -109,6 +112,12 @@ class Settings(BaseSettings):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(spec, name))
         return self
+
+    def addresses(self, dense: float, best_dense: float) -> bool:
+        """Whether a policy whose best clause has this dense similarity answers a question
+        asked of every policy, the best policy's being ``best_dense``."""
+        assert self.policy_margin is not None and self.policy_floor is not None
+        return dense >= min(best_dense - self.policy_margin, self.policy_floor)
 
     @property
     def models_dir(self) -> Path:

@@ -263,7 +263,7 @@ def test_compare_page_gives_a_row_per_policy_answered_or_not_stated(app: AppTest
     rows = [line for line in text.splitlines() if "-badge[" in line]
     assert len(rows) == 5
     assert any("Webdeskers Privacy Policy** · **§D\\.3" in row for row in rows)
-    assert any("Netmarks Indonesia Privacy Policy** · **§Cookies" in row for row in rows)
+    assert any("Netmarks Indonesia Privacy Policy** · **§Cookies" in row for row in rows), rows
     assert '<mark class="klausa-quote">' in text
     assert len(app.get("download_button")) == 1  # the CSV is offered
 
@@ -277,7 +277,6 @@ def test_compare_rows_match_the_chat_answers(assistant) -> None:
     question = "Does the company sell my personal data?"
     rows = compare(assistant, question)
     assert [r.policy for r in rows] == list(assistant.catalog.policies)
-    margin = assistant.settings.policy_margin
     best = max(r.answer.trace["support"]["dense"] for r in rows if not r.answer.refused)
     for row in rows:
         alone = assistant.ask(question, policy=row.policy, generate=False)
@@ -285,7 +284,8 @@ def test_compare_rows_match_the_chat_answers(assistant) -> None:
             assert not alone.refused
             assert row.answer.citations[0].label == alone.citations[0].label
         else:
-            assert alone.refused or alone.trace["support"]["dense"] < best - margin
+            assert alone.refused or not assistant.settings.addresses(
+                alone.trace["support"]["dense"], best)
     jubelio = next(r for r in rows if r.policy == "jubelio")
     assert jubelio.stated and "sell" in jubelio.answer.citations[0].quote
     # Lacimart only speaks of selling company assets in a merger: not an answer.
