@@ -22,7 +22,7 @@ from klausa.prompts import phrase
 from klausa.retrieve import Query, Retriever
 from klausa.settings import Settings
 from klausa.stores import IndexMissingError, open_store
-from klausa.text import analyse, default_lexicon, detect_language, normalise, words
+from klausa.text import STOPWORDS, analyse, default_lexicon, detect_language, normalise, words
 from klausa.types import Answer, Hit, Language, Turn
 
 log = logging.getLogger(__name__)
@@ -383,14 +383,26 @@ class Assistant:
         unknown: list[str] = []
         for word in dict.fromkeys(words(text)):
             terms = analyse(word, language)
-            if not terms:
-                continue  # a stop word
+            if not terms or _says_nothing(word, language):
+                continue  # a stop word, "what's", "how much": nothing a policy could lack
             variants = {*terms, *lexicon.translate(terms, language)}
             if not variants & clause:
                 unmatched.append(word)
             if not variants & vocabulary:
                 unknown.append(word)
         return {"unmatched_terms": unmatched, "unknown_terms": unknown}
+
+
+#: Words that carry no topic but are no BM25 stopwords either (dropping them there would
+#: change every stored clause's terms); only the support desk's "not matched" lists skip them.
+TOPICLESS = {"en": frozenset({"much", "many", "per", "really", "anything", "something",
+                              "thing", "things", "stuff", "kind", "sort"}),
+             "id": frozenset({"sih", "dong", "aja", "kok", "deh", "nih"})}
+
+
+def _says_nothing(word: str, language: Language) -> bool:
+    base = re.split(r"['’]", word)[0]  # "what's" → "what"
+    return base in STOPWORDS[language] or word in TOPICLESS[language]
 
 
 def term_variants(text: str, language: Language) -> list[set[str]]:

@@ -176,3 +176,15 @@ def test_a_follow_up_of_a_follow_up_keeps_the_conversations_topic(assistant: Ass
     assert answer.language == "id"
     assert answer.citations[0].policy == "netmarks"
     assert answer.citations[0].label == "Cookies and Other Website Technologies"
+
+
+def test_the_words_no_policy_uses_are_words_with_a_topic(assistant: Assistant) -> None:
+    """What the support desk shows as "no policy uses": the question's topic words, not
+    "what's" or "how much"."""
+    colour = assistant.ask("What's Jubelio's favourite colour?", generate=False)
+    assert colour.refused
+    assert "colour" in colour.trace["unknown_terms"]
+    assert "what's" not in colour.trace["unknown_terms"] + colour.trace["unmatched_terms"]
+    price = assistant.ask("How much does Webdeskers charge per month?", generate=False)
+    assert "month" in price.trace["unmatched_terms"]
+    assert not {"much", "per"} & set(price.trace["unknown_terms"] + price.trace["unmatched_terms"])
