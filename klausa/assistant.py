@@ -168,6 +168,12 @@ class Assistant:
         """Load the models and indexes now (a server calls this at start), not on the first
         question; the chat model is loaded too, but nothing is generated."""
         self.ask("warm up", language="en", generate=False)
+        # A compiled transformer already built for this machine is switched to now (~1.5 s),
+        # not on the first visitor's question; one still being built is not waited for.
+        wait_for_compiled = getattr(self.embedder, "wait_for_compiled", None) if (
+            self.mode != "bm25") else None
+        if wait_for_compiled is not None:
+            wait_for_compiled(10.0, build=False)
         if self.wants_generation:
             self.load_generator()
 

@@ -315,12 +315,16 @@ class SentenceTransformerEmbedder:
     def compiled_transformer(self) -> CompiledTransformer | None:
         return self._compiled
 
-    def wait_for_compiled(self, timeout_s: float) -> bool:
+    def wait_for_compiled(self, timeout_s: float, *, build: bool = True) -> bool:
         """Wait until questions run through the compiled transformer (building it if need
-        be); False when this model has none or it was not ready in time."""
+        be, unless ``build`` is false); False when this model has none or it was not ready
+        in time."""
         def wait() -> bool:
             self.bfloat16_model()
-            return self._compiled is not None and self._compiled.wait(timeout_s)
+            compiled = self._compiled
+            if compiled is None or not (build or compiled.target.is_file()):
+                return False
+            return compiled.wait(timeout_s)
 
         return bool(self._thread.call(wait))
 
