@@ -401,9 +401,11 @@ class Assistant:
 
 #: Words that carry no topic but are no BM25 stopwords either (dropping them there would
 #: change every stored clause's terms); only the support desk's "not matched" lists skip them.
-TOPICLESS = {"en": frozenset({"much", "many", "per", "really", "anything", "something",
-                              "thing", "things", "stuff", "kind", "sort"}),
-             "id": frozenset({"sih", "dong", "aja", "kok", "deh", "nih"})}
+TOPICLESS: dict[Language, frozenset[str]] = {
+    "en": frozenset({"much", "many", "per", "really", "anything", "something", "thing",
+                     "things", "stuff", "kind", "sort"}),
+    "id": frozenset({"sih", "dong", "aja", "kok", "deh", "nih"}),
+}
 
 
 def _says_nothing(word: str, language: Language) -> bool:

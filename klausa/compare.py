@@ -32,8 +32,8 @@ def compare(assistant: Assistant, question: str,
     """The question asked of each indexed policy, in the catalog's order. A policy whose best
     clause's similarity is more than ``settings.policy_margin`` below the best policy's (and
     under ``settings.policy_floor``) is "not stated", as in an all-policies answer in the
-    chat. Raises ``QuestionError`` (in the
-    asker's language) for an empty or oversized question."""
+    chat. Raises ``QuestionError`` (in the asker's language) for an empty or oversized
+    question."""
     _, language = assistant.check_question(question, language)
     catalog = assistant.catalog
     answers = {policy_id: assistant.ask(question, policy=policy_id, language=language,

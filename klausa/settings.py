@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     #: bfloat16 the model is cast once and no float32 weights are kept.
     query_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     #: ``auto``: with the model in bfloat16, run its transformer compiled ahead of time for
-    #: this machine (EmbeddingGemma: 43 → 23 ms a question), built once per machine into the
+    #: this machine (EmbeddingGemma: 48 → 31 ms a question), built once per machine into the
     #: models folder by a background process (about a minute) while questions are answered
     #: as before; ``off``: never.
     compiled_model: Literal["auto", "off"] = "auto"
