@@ -80,15 +80,26 @@ def _wrapper(text_model):  # type: ignore[no-untyped-def]
     return FromEmbeddings().eval()
 
 
-def _lock_is_free(lock_file: Path) -> bool:
+@contextmanager
+def _build_lock(lock_file: Path) -> Iterator[bool]:
+    """The builders' lock, taken without waiting: True while this process holds it, False
+    when another process does."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_is_free(lock_file: Path) -> bool:
+    with _build_lock(lock_file) as taken:
+        return taken
 
 
 class CompiledTransformer:
@@ -150,9 +161,11 @@ class CompiledTransformer:
                         self.target.parent)
             self._off = True
         else:
-            if self.build:
+            building = not _lock_is_free(self.target.parent / "lock")
+            if self.build and not building:
                 self._start_build()
-            self._share_cores(not _lock_is_free(self.target.parent / "lock"))
+                building = True
+            self._share_cores(building)
         return False
 
     def _share_cores(self, building: bool) -> None:
@@ -170,8 +183,6 @@ class CompiledTransformer:
 
     def _start_build(self) -> None:
         self.build = False  # one attempt per process; later polls only look for the result
-        if not _lock_is_free(self.target.parent / "lock"):
-            return  # another process is building it
         log.info("compiling the embedding model for this machine in the background "
                  "(about a minute; questions are answered meanwhile)")
         # One thread, for compiling too: with two, questions asked meanwhile took 1.2 s
@@ -305,14 +316,9 @@ def _yield_to_everything_else() -> None:
 def main(argv: list[str]) -> int:
     folder = Path(argv[0])
     target = package_path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / "lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return 0  # another process is building it
-        if target.is_file():
-            return 0
+    with _build_lock(target.parent / "lock") as taken:
+        if not taken or target.is_file():
+            return 0  # another process is building it, or has built it
         _yield_to_everything_else()
         started = time.monotonic()
         try:
