@@ -167,6 +167,6 @@ def _backfill_review_columns(db: sa.Connection, batch: int = 500) -> int:
             try:
                 values = review_columns(json.loads(record))
             except (ValueError, TypeError):
-                values = {"support": None, "threshold": None, "generation_rejected": False}
+                values = review_columns({})  # an unreadable record: nothing to order by
             db.execute(ANSWERS.update().where(ANSWERS.c.id == answer_id).values(**values))
         done += len(rows)

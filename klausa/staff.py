@@ -38,6 +38,9 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 
+#: What a ``StaffMember`` is read from (never the hash).
+MEMBER_COLUMNS = (STAFF.c.name, STAFF.c.role, STAFF.c.created_at, STAFF.c.last_sign_in)
+
 HASHER = PasswordHasher()  # argon2id, the library's current recommended cost
 #: Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = HASHER.hash("klausa: no such account")
@@ -80,6 +83,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise AccountError(f"The role is one of: {', '.join(ROLES)}.")
+    return role  # type: ignore[return-value]
+
+
 def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"A password needs at least {MIN_PASSWORD} characters.")
@@ -109,9 +118,7 @@ class StaffDirectory:
 
     # --- accounts --------------------------------------------------------------------------
     def add(self, name: str, password: str, role: Role, *, by: str | None = None) -> StaffMember:
-        name = check_name(name)
-        if role not in ROLES:
-            raise AccountError(f"The role is one of: {', '.join(ROLES)}.")
+        name, role = check_name(name), check_role(role)
         digest = HASHER.hash(check_password(password))
         try:
             with self.engine.begin() as db:
@@ -129,9 +136,7 @@ class StaffDirectory:
         self.record(by or "cli", "password_changed", name)
 
     def set_role(self, name: str, role: Role, *, by: str | None = None) -> None:
-        if role not in ROLES:
-            raise AccountError(f"The role is one of: {', '.join(ROLES)}.")
-        self._update(name, role=role)
+        self._update(name, role=check_role(role))
         self.record(by or "cli", "role_changed", f"{name} → {role}")
 
     def remove(self, name: str, *, by: str | None = None) -> None:
@@ -150,8 +155,7 @@ class StaffDirectory:
     def get(self, name: str) -> StaffMember | None:
         """The account as it is now (a removed account or changed role counts at once)."""
         with self.engine.connect() as db:
-            row = db.execute(sa.select(STAFF.c.name, STAFF.c.role, STAFF.c.created_at,
-                                       STAFF.c.last_sign_in)
+            row = db.execute(sa.select(*MEMBER_COLUMNS)
                              .where(STAFF.c.name == name)).mappings().first()
         if row is not None:
             return StaffMember(**row)
@@ -161,8 +165,7 @@ class StaffDirectory:
 
     def members(self) -> list[StaffMember]:
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(STAFF.c.name, STAFF.c.role, STAFF.c.created_at,
-                                        STAFF.c.last_sign_in).order_by(STAFF.c.name))
+            rows = db.execute(sa.select(*MEMBER_COLUMNS).order_by(STAFF.c.name))
             return [StaffMember(**row) for row in rows.mappings()]
 
     @property
@@ -203,9 +206,9 @@ class StaffDirectory:
             raise SignInError(locked)
         self._clear_failures(name)
         if stored is not None:
-            if HASHER.check_needs_rehash(stored):
-                self._update(name, password_hash=HASHER.hash(password))
-            self._update(name, last_sign_in=now())
+            rehashed = ({"password_hash": HASHER.hash(password)}
+                        if HASHER.check_needs_rehash(stored) else {})
+            self._update(name, last_sign_in=now(), **rehashed)
         self.record(name, "signed_in", "")
         return self.get(name)  # type: ignore[return-value]
 
