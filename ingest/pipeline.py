@@ -24,6 +24,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
 from ingest.parse import parse_sections
 from klausa.catalog import MANIFEST, Catalog, load_manifest
 from klausa.embeddings import Embedder, load_embedder
+from klausa.glosses import GLOSS_SUFFIX, attach_glosses, clause_body, gloss_path, load_glosses
 from klausa.lexical import LexicalIndex
 from klausa.settings import Settings
 from klausa.stores import (
@@ -64,8 +65,9 @@ class PolicyReport:
 class IngestReport:
     policies: list[PolicyReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    #: Chunks (re)written to the vector store, distinct texts the model embedded for them,
-    #: and chunks whose vector was copied from a stored chunk with the same text.
+    #: Rows (re)written to the vector store (a clause, or a clause's gloss), distinct texts
+    #: the model embedded for them, and rows whose vector was copied from a stored row with
+    #: the same text.
     written: int = 0
     embedded: int = 0
     vectors_reused: int = 0
@@ -140,6 +142,7 @@ def parse_document(document: Document) -> ParsedPolicy:
     chunks = build_chunks(info, text, tree)
     if not chunks:
         raise DocumentError(document.path, "no text to index")
+    chunks = attach_glosses(chunks, load_glosses(gloss_path(document.path)))
     return ParsedPolicy(
         info=info,
         sections=tree.sections,
@@ -152,8 +155,10 @@ def parse_document(document: Document) -> ParsedPolicy:
 def document_digest(document: Document) -> str:
     """What a catalog entry was built from: the file's bytes and its entry as discovered (not
     as refined from its text, so ``index_is_current`` can recompute it without parsing)."""
+    glosses = gloss_path(document.path)
     return hashlib.sha256(
         document.path.read_bytes() + document.info.model_dump_json().encode()
+        + (glosses.read_bytes() if glosses.is_file() else b"")
     ).hexdigest()
 
 
@@ -161,18 +166,37 @@ def embedding_text(chunk: Chunk, embedder: Embedder) -> str:
     """What the dense model reads: the clause (with the lead-in of its list) titled by its
     section path, which gives it its topic; the policy's own name is left out (the same for
     every clause of a policy, it only blurs topics)."""
-    body = "\n".join(part for part in (chunk.context, chunk.text) if part)
-    return embedder.document_text(" › ".join(chunk.title_path), body)
+    return embedder.document_text(" › ".join(chunk.title_path), clause_body(chunk))
 
 
-def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, str | int]:
+#: A row of the vector store to (re)write: its id, the chunk it belongs to, the text the
+#: model reads and that text's digest.
+Row = tuple[str, Chunk, str, str]
+
+
+def chunk_rows(chunk: Chunk, embedder: Embedder) -> list[Row]:
+    """The clause's vector row, and its gloss's when it has one (same chunk, other words)."""
+    texts = [(chunk.id, embedding_text(chunk, embedder))]
+    if chunk.gloss:
+        texts.append((chunk.id + GLOSS_SUFFIX,
+                      embedder.document_text(chunk.gloss_title, chunk.gloss)))
+    return [(row_id, chunk, text, hashlib.sha1(text.encode()).hexdigest())
+            for row_id, text in texts]
+
+
+def chunk_metadata(row_id: str, chunk: Chunk, digest: str) -> dict[str, str | int]:
     return {
         "policy": chunk.policy,
         "label": chunk.label,
         "ordinal": chunk.ordinal,
         "language": chunk.language,
         "digest": digest,
+        "gloss": int(row_id != chunk.id),
     }
+
+
+def expected_rows(chunks: Sequence[Chunk]) -> int:
+    return sum(2 if chunk.gloss else 1 for chunk in chunks)
 
 
 @contextmanager
@@ -287,25 +311,23 @@ def _ingest_into(
     stored_by_policy: dict[str, list[str]] = {}
     for chunk_id, (policy_id, _) in stored.items():
         stored_by_policy.setdefault(policy_id, []).append(chunk_id)
-    to_embed: list[tuple[Chunk, str, str]] = []
+    to_embed: list[Row] = []
     to_delete: list[str] = []
     for policy in parsed:
         entry = PolicyReport(policy.info.id, sections=len(policy.sections),
                              chunks=len(policy.chunks))
         new_ids = set()
         for chunk in policy.chunks:
-            text = embedding_text(chunk, embedder)
-            digest = hashlib.sha1(text.encode()).hexdigest()
-            new_ids.add(chunk.id)
-            previous = stored.get(chunk.id)
-            if previous is None:
+            rows = chunk_rows(chunk, embedder)
+            new_ids.update(row_id for row_id, *_ in rows)
+            changed = [row for row in rows if (stored.get(row[0]) or ("", ""))[1] != row[3]]
+            if chunk.id not in stored:
                 entry.added += 1
-            elif previous[1] != digest:
+            elif changed:
                 entry.updated += 1
             else:
                 entry.unchanged += 1
-                continue
-            to_embed.append((chunk, text, digest))
+            to_embed += changed
         stale = [i for i in stored_by_policy.get(policy.info.id, []) if i not in new_ids]
         entry.removed = len(stale)
         to_delete += stale
@@ -316,8 +338,9 @@ def _ingest_into(
         report.policies.append(PolicyReport(policy_id, removed=len(stale)))
 
     vectors = embed_or_reuse(store, embedder, to_embed, stored, report, progress)
-    store.add_vectors([c.id for c, _, _ in to_embed], vectors, [t for _, t, _ in to_embed],
-                      [chunk_metadata(c, d) for c, _, d in to_embed])
+    store.add_vectors([row_id for row_id, *_ in to_embed], vectors,
+                      [text for _, _, text, _ in to_embed],
+                      [chunk_metadata(row_id, c, d) for row_id, c, _, d in to_embed])
     store.delete(to_delete)
 
     for policy in parsed:
@@ -334,12 +357,12 @@ def _ingest_into(
 def embed_or_reuse(
     store: VectorStore,
     embedder: Embedder,
-    to_embed: Sequence[tuple[Chunk, str, str]],
+    to_embed: Sequence[Row],
     stored: dict[str, tuple[str, str]],
     report: IngestReport,
     progress: bool = False,
 ) -> np.ndarray:
-    """The vectors of ``to_embed`` (chunk, embedding text, digest of that text).
+    """The vectors of ``to_embed`` (row id, chunk, embedding text, digest of that text).
 
     A text already in the store (same digest: a clause repeated across policies, a renamed
     policy, a re-ingest) gets the stored vector; every other distinct text is embedded once,
@@ -349,11 +372,11 @@ def embed_or_reuse(
     if not to_embed:
         return np.zeros((0, 0), dtype=np.float32)
     holder = {digest: chunk_id for chunk_id, (_, digest) in stored.items() if digest}
-    wanted = list(dict.fromkeys(digest for _, _, digest in to_embed))
+    wanted = list(dict.fromkeys(digest for *_, digest in to_embed))
     reusable = [digest for digest in wanted if digest in holder]
     by_id = store.vectors([holder[digest] for digest in reusable])
     found = {digest: by_id[holder[digest]] for digest in reusable if holder[digest] in by_id}
-    texts = {digest: text for _, text, digest in to_embed}
+    texts = {digest: text for _, _, text, digest in to_embed}
     fresh = sorted((d for d in wanted if d not in found), key=lambda d: -len(texts[d]))
     bar = tqdm(total=len(fresh), desc="embedding", unit="text", disable=not progress)
     for start in range(0, len(fresh), EMBED_BLOCK):
@@ -364,9 +387,9 @@ def embed_or_reuse(
     bar.close()
     report.embedded = len(fresh)
     report.vectors_reused = len(to_embed) - len(fresh)
-    log.info("vectors: %d chunks written, %d texts embedded, %d reused", report.written,
+    log.info("vectors: %d rows written, %d texts embedded, %d reused", report.written,
              report.embedded, report.vectors_reused)
-    return np.stack([found[digest] for _, _, digest in to_embed])
+    return np.stack([found[digest] for *_, digest in to_embed])
 
 
 def index_is_current(settings: Settings) -> bool:
@@ -382,7 +405,7 @@ def index_is_current(settings: Settings) -> bool:
         return False
     # Another embedding model (a new default, KLAUSA_EMBEDDING_MODEL changed) has its own
     # collection, which must hold every chunk of the catalog.
-    if stored_vector_count(settings) != len(catalog.chunks):
+    if stored_vector_count(settings) != expected_rows(list(catalog.chunks.values())):
         return False
     for document in documents:
         try:

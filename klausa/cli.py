@@ -91,6 +91,50 @@ def ingest(settings: Settings, paths: tuple[Path, ...], prune: bool | None, if_s
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--llm", type=click.Choice(["local", "openai", "ollama"]), default="local",
+              show_default=True, help="The chat model that translates (KLAUSA_LLM_* settings).")
+@click.pass_obj
+def gloss(settings: Settings, paths: tuple[Path, ...], llm: str) -> None:
+    """Write English glosses of the Indonesian policies (the corpus, or the given files) beside
+    each file; `klausa ingest` then searches them too. Resumes where a run stopped."""
+    from ingest.loaders import DocumentError
+    from ingest.pipeline import discover, parse_document
+    from klausa.catalog import ManifestError
+    from klausa.chat_models import ChatModelError, load_chat_model
+    from klausa.glosses import GLOSS_LANGUAGE, chat_translator, gloss_path, write_glosses
+
+    try:
+        documents, errors = discover(settings, paths)
+    except ManifestError as error:
+        fail(str(error))
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    wanted = [d for d in documents if d.info.language in GLOSS_LANGUAGE]
+    if not wanted:
+        fail("no Indonesian policy to gloss")
+    # A clause of up to 900 characters needs more room than a short answer.
+    llm_settings = settings.model_copy(update={
+        "llm": llm, "llm_max_tokens": max(settings.llm_max_tokens, 600)})
+    try:
+        model = load_chat_model(llm_settings)
+    except ChatModelError as error:
+        fail(str(error))
+    name = Path(settings.llm_model).name if settings.llm_model else "bundled-qwen2.5-coder-1.5b"
+    for document in wanted:
+        try:
+            policy = parse_document(document)
+        except DocumentError as error:
+            click.echo(f"error: {error}", err=True)
+            continue
+        path = gloss_path(document.path)
+        run = write_glosses(policy.chunks, path, chat_translator(model), model_name=name,
+                            progress=sys.stderr.isatty())
+        click.echo(f"{path}: {run.written} written, {run.rejected} rejected, {run.kept} kept")
+    click.echo("run `klausa ingest` to index them")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def policies(settings: Settings, as_json: bool) -> None:

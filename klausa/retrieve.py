@@ -11,6 +11,7 @@ import numpy as np
 
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder
+from klausa.glosses import GLOSS_SUFFIX
 from klausa.lexical import LexicalIndex
 from klausa.stores import VectorStore
 from klausa.text import QueryTerms, query_term_groups, standardise
@@ -75,6 +76,7 @@ class Retriever:
             [c.language if (c := catalog.chunks.get(i)) else "" for i in lexical.ids],
             dtype=object,
         )
+        self.glossed = sum(1 for chunk in catalog.chunks.values() if chunk.gloss)
 
     def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
         assert self.embedder is not None
@@ -122,32 +124,60 @@ class Retriever:
         lexical = dict(self.lexical.top(scores, self.candidates)) if self.dense_weight < 1 else {}
         timings["lexical"] = (time.perf_counter() - started) * 1000
 
-        dense: dict[str, float] = {}
+        own: dict[str, float] = {}
+        glossed: dict[str, float] = {}
         vector = None
         if self.dense_weight > 0:
             vector = self._query_vector(query, timings)
             started = time.perf_counter()
             assert self.store is not None
-            dense = dict(self.store.search(vector, self.candidates, query.policies))
+            # A glossed clause can fill two rows: ask for enough to keep `candidates` clauses.
+            found = self.store.search(vector, self.candidates + min(
+                self.glossed, self.candidates), query.policies)
+            self._split_rows(found, own, glossed)
+            best = sorted({*own, *glossed}, key=lambda i: -max(
+                own.get(i, -2.0), glossed.get(i, -2.0)))[: self.candidates]
+            own = {i: own[i] for i in best if i in own}
+            glossed = {i: glossed[i] for i in best if i in glossed}
             timings["dense"] = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
-        candidates = [i for i in dict.fromkeys([*dense, *lexical]) if i in self.catalog.chunks]
+        candidates = [i for i in dict.fromkeys([*own, *glossed, *lexical])
+                      if i in self.catalog.chunks]
         if vector is not None:
-            missing = [i for i in candidates if i not in dense]
-            for chunk_id, stored in self.store.vectors(missing).items():  # type: ignore[union-attr]
-                dense[chunk_id] = float(stored @ vector)
+            rows = [*(i for i in candidates if i not in own),
+                    *(i + GLOSS_SUFFIX for i in candidates
+                      if i not in glossed and self.catalog.chunks[i].gloss)]
+            stored = self.store.vectors(rows).items()  # type: ignore[union-attr]
+            self._split_rows([(row_id, float(v @ vector)) for row_id, v in stored], own, glossed)
         for chunk_id in candidates:
             if chunk_id not in lexical:
                 lexical[chunk_id] = self.lexical.score_of(scores, chunk_id)
-        hits = self._fuse(candidates, dense, lexical)
+        hits = self._fuse(candidates, own, glossed, lexical)
         timings["fuse"] = (time.perf_counter() - started) * 1000
         return Retrieval(hits=hits[:k], terms=terms, timings_ms=timings)
 
+    @staticmethod
+    def _split_rows(found: Sequence[tuple[str, float]], own: dict[str, float],
+                    glossed: dict[str, float]) -> None:
+        """Store rows → the similarity of each clause's own words and of its gloss."""
+        for row_id, similarity in found:
+            if row_id.endswith(GLOSS_SUFFIX):
+                glossed[row_id.removesuffix(GLOSS_SUFFIX)] = similarity
+            else:
+                own[row_id] = similarity
+
     def _fuse(
-        self, candidates: list[str], dense: dict[str, float], lexical: dict[str, float]
+        self, candidates: list[str], own: dict[str, float], glossed: dict[str, float],
+        lexical: dict[str, float],
     ) -> list[Hit]:
-        """Weighted sum of min-max scaled signals: each ranks on its own scale first."""
+        """Weighted sum of min-max scaled signals: each ranks on its own scale first. A clause
+        ranks by the closer of its own words and its gloss; its ``dense`` stays its own words'
+        similarity, which is what the refusal threshold and the policy margins were
+        calibrated on (with the gloss there, an English question about merger clauses came
+        within the margin of "Does the company sell my personal data?")."""
+        dense = {i: max(own.get(i, -2.0), glossed.get(i, -2.0)) for i in candidates
+                 if i in own or i in glossed}
 
         def scaled(values: dict[str, float], floor: float | None = None) -> dict[str, float]:
             present = [values[i] for i in candidates if i in values]
@@ -163,13 +193,14 @@ class Retriever:
         hits = [
             Hit(
                 chunk=self.catalog.chunks[i],
-                dense=dense.get(i),
+                dense=own.get(i),
+                gloss=glossed.get(i),
                 lexical=lexical.get(i),
                 score=w * dense_scaled.get(i, 0.0) + (1 - w) * lexical_scaled.get(i, 0.0),
             )
             for i in candidates
         ]
-        hits.sort(key=lambda h: (-h.score, -(h.dense or 0.0)))
+        hits.sort(key=lambda h: (-h.score, -dense.get(h.chunk.id, 0.0)))
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits

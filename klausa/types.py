@@ -56,6 +56,10 @@ class Chunk(BaseModel):
     #: Lead-in sentence of the parent list ("…in the following cases:"), for search only.
     context: str = ""
     ordinal: int = 0
+    #: A machine translation of ``context`` + ``text`` and of the title path (Indonesian
+    #: clauses only, ``klausa.glosses``): searched beside the clause, never cited.
+    gloss: str = ""
+    gloss_title: str = ""
 
 
 class ParsedPolicy(BaseModel):
@@ -102,6 +106,14 @@ class Hit(BaseModel):
     lexical: float | None = None
     score: float = 0.0
     rank: int = 0
+    #: Similarity of the clause's gloss (``Chunk.gloss``), when it has one.
+    gloss: float | None = None
+
+    @property
+    def via_gloss(self) -> bool:
+        """Ranked by its gloss: the translation was closer to the question than the clause."""
+        return self.gloss is not None and self.gloss > (self.dense if self.dense is not None
+                                                         else -2.0)
 
 
 class Citation(BaseModel):

@@ -140,6 +140,22 @@ def test_support_desk_shows_why_a_follow_up_was_answered(app: AppTest) -> None:
     assert "{" not in why  # a trace in sentences, not a dict
 
 
+def test_support_desk_marks_a_clause_found_through_its_english_gloss(app: AppTest) -> None:
+    question = "Does LaciMart look into complaints about my data?"
+    ask(app, question)
+    sign_in(app, "app_pages/support.py", "admin", PASSWORD)
+    box = queue_box(app)
+    box.select_index(next(n for n, label in enumerate(box.options)
+                          if label.endswith(f"· {question}"))).run()
+    candidates = app.dataframe[1].value
+    assert (candidates["policy"].iloc[0], candidates["§"].iloc[0]) == ("lacimart", "C.2")
+    assert candidates["via gloss"].iloc[0] == "✓"
+    # The clause shown is the policy's own Indonesian text, not the translation.
+    assert "LaciMartKTUM akan menyelidiki keluhan" in candidates["clause"].iloc[0]
+    assert "machine translation" in markdown_text(app) or any(
+        "machine translation" in c.value for c in app.caption)
+
+
 def test_the_review_queue_opens_the_thumbs_down_first_and_stores_a_verdict(
     app: AppTest,
 ) -> None:
