@@ -120,7 +120,10 @@ def gloss(settings: Settings, paths: tuple[Path, ...], llm: str) -> None:
         model = load_chat_model(llm_settings)
     except ChatModelError as error:
         fail(str(error))
-    name = Path(settings.llm_model).name if settings.llm_model else "bundled-qwen2.5-coder-1.5b"
+    if settings.llm_model:
+        name = Path(settings.llm_model).name if llm == "local" else settings.llm_model
+    else:
+        name = "bundled-qwen2.5-coder-1.5b" if llm == "local" else llm
     for document in wanted:
         try:
             policy = parse_document(document)
@@ -128,8 +131,12 @@ def gloss(settings: Settings, paths: tuple[Path, ...], llm: str) -> None:
             click.echo(f"error: {error}", err=True)
             continue
         path = gloss_path(document.path)
-        run = write_glosses(policy.chunks, path, chat_translator(model), model_name=name,
-                            progress=sys.stderr.isatty())
+        try:
+            run = write_glosses(policy.chunks, path, chat_translator(model), model_name=name,
+                                progress=sys.stderr.isatty())
+        except Exception as error:  # a model or endpoint that fails mid-run: keep what is done
+            fail(f"the chat model failed on {policy.info.id} ({error}); the glosses written "
+                 f"so far are kept in {path}: run `klausa gloss` again to go on")
         click.echo(f"{path}: {run.written} written, {run.rejected} rejected, {run.kept} kept")
     click.echo("run `klausa ingest` to index them")
 

@@ -174,8 +174,8 @@ class Retriever:
         """Weighted sum of min-max scaled signals: each ranks on its own scale first. A clause
         ranks by the closer of its own words and its gloss; its ``dense`` stays its own words'
         similarity, which is what the refusal threshold and the policy margins were
-        calibrated on (with the gloss there, an English question about merger clauses came
-        within the margin of "Does the company sell my personal data?")."""
+        calibrated on (letting the gloss decide too made LaciMart's merger clause an answer
+        to "Does the company sell my personal data?")."""
         dense = {i: max(own.get(i, -2.0), glossed.get(i, -2.0)) for i in candidates
                  if i in own or i in glossed}
 

@@ -269,3 +269,22 @@ def test_a_list_item_is_glossed_with_its_lead_in_translated_once(tmp_path: Path)
     gloss_path(path).write_text("".join(e.model_dump_json() + "\n" for k, e in entries.items()
                                         if k != lead_in), "utf-8")
     assert not any(c.gloss for c in chunks_of(path) if c.context)
+
+
+def test_klausa_gloss_with_an_endpoint_that_is_down_says_so_and_keeps_the_file(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import free_port
+
+    corpus = tmp_path / "corpus"
+    path = write_policy(corpus)
+    write_glosses(chunks_of(path)[:1], gloss_path(path), scripted, model_name="scripted")
+    before = gloss_path(path).read_text("utf-8")
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "gloss", "--llm",
+                                      "openai", str(corpus)],
+                                env={"KLAUSA_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"})
+    assert result.exit_code == 1
+    assert "the chat model failed on contoh" in result.output
+    assert "run `klausa gloss` again" in result.output
+    assert "Traceback" not in result.output
+    assert gloss_path(path).read_text("utf-8") == before  # nothing written is lost
