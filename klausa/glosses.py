@@ -36,6 +36,8 @@ GLOSS_LANGUAGE: dict[Language, Language] = {"id": "en"}
 #: A translation is about as long as its source; far shorter or longer is a model failure
 #: (a cut-off answer, a repeated preamble).
 LENGTH_RATIO = (0.4, 2.5)
+#: A gloss file is about the size of its policy; one far larger is not ours to read.
+MAX_GLOSS_BYTES = 20 * 2**20
 _PREAMBLE = re.compile(
     r"^\s*(here is|here's|berikut)[^\n]*(translation|terjemahan)[^\n]*:?\s*\n+", re.IGNORECASE
 )
@@ -79,6 +81,9 @@ def load_glosses(path: Path) -> dict[str, GlossEntry]:
     is then searched by its own words only)."""
     entries: dict[str, GlossEntry] = {}
     try:
+        if path.stat().st_size > MAX_GLOSS_BYTES:
+            log.warning("%s is over %d MB; no glosses used", path, MAX_GLOSS_BYTES // 2**20)
+            return entries
         lines = path.read_text("utf-8").splitlines()
     except FileNotFoundError:
         return entries

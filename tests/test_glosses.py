@@ -15,6 +15,7 @@ from klausa.catalog import Catalog
 from klausa.cli import cli
 from klausa.glosses import (
     GLOSS_SUFFIX,
+    MAX_GLOSS_BYTES,
     GlossRejected,
     clean_gloss,
     gloss_key,
@@ -154,6 +155,13 @@ def test_a_broken_gloss_file_loses_only_its_broken_lines(tmp_path: Path) -> None
     gloss_path(path).write_text("\n".join(["{not json", *lines[1:], '{"key": 3}']), "utf-8")
     entries = load_glosses(gloss_path(path))
     assert len(entries) == len(lines) - 1
+    # Binary junk and a file far too large are no glosses, and no crash.
+    gloss_path(path).write_bytes(b"\xff\xfe\x00" * 100)
+    assert load_glosses(gloss_path(path)) == {}
+    with gloss_path(path).open("wb") as handle:
+        handle.truncate(MAX_GLOSS_BYTES + 1)
+    assert load_glosses(gloss_path(path)) == {}
+    assert [c.gloss for c in chunks_of(path)] == ["", ""]
 
 
 def test_an_english_question_finds_the_indonesian_clause_through_its_gloss(
