@@ -183,6 +183,7 @@ CONVERSATION = [  # (question, asker's language): alternating, with a follow-up 
     ("Can I reject cookies on Webdeskers?", "en"),
     ("Apakah Lacimart membagikan data pribadi saya ke pihak ketiga?", "id"),
     ("How long does Netmarks keep my personal information?", "en"),
+    ("Will LaciMart give my data to the police?", "en"),  # found through its English gloss
 ]
 LEADS = {"en": "According to", "id": "Menurut"}
 
@@ -214,6 +215,9 @@ def test_a_conversation_alternating_languages_answers_every_question(
         assert answer.locator("mark.klausa-quote").count() >= 1
         assert messages.nth(2 * turn - 2).inner_text().strip().endswith(question)
     assert "Jubelio" in messages.nth(3).inner_text()  # the follow-up stayed on Jubelio
+    # An English question, an Indonesian clause: the law-enforcement clause, in its own words.
+    police = messages.nth(11).inner_text()
+    assert "§B.5" in police and "Indonesian text" in police and "penegakan hukum" in police
     page.screenshot(path=str(artifacts / "06-conversation.png"), full_page=True)
 
     # The first answer's thumbs-down, after four more turns, is stored.
