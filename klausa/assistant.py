@@ -245,7 +245,10 @@ class Assistant:
             policies = None
         search_text = strip_names(text, snapshot.mentions) or text
         previous: list[str] = []
-        if turns and self.looks_like_follow_up(search_text):
+        # A question naming another company than the last answer's starts a new topic, however
+        # short ("Will LaciMart give my data to the police?" after a question about Netmarks).
+        changes_company = bool(mentioned) and bool(turns) and turns[-1].policy not in mentioned
+        if turns and self.looks_like_follow_up(search_text) and not changes_company:
             last = turns[-1]
             earlier = [*last.topic, strip_names(last.question, snapshot.mentions)]
             previous = [t for t in earlier if t][-FOLLOW_UP_DEPTH:]

@@ -65,6 +65,19 @@ def test_follow_up_stays_on_the_policy_and_topic(assistant: Assistant) -> None:
     assert follow.citations[0].label == "STORAGE OF PERSONAL DATA"
 
 
+def test_a_short_question_naming_another_company_is_not_a_follow_up(
+    assistant: Assistant,
+) -> None:
+    first = assistant.ask("How long does Netmarks keep my personal information?")
+    assert first.citations[0].policy == "netmarks"
+    other = assistant.ask("Will LaciMart give my data to the police?", history=[first])
+    assert not other.trace.get("follow_up_of")
+    assert [c.label for c in other.citations][:1] == ["B.5"]  # penegakan hukum
+    # Naming the same company again still lets a short question follow up.
+    same = assistant.ask("Does Netmarks delete it after that?", history=[first])
+    assert same.trace.get("follow_up_of")
+
+
 def test_unanswerable_questions_are_refused_in_the_askers_language(
     assistant: Assistant,
 ) -> None:
