@@ -3,11 +3,13 @@
 clause so that an English question finds an Indonesian clause through words it shares.
 
 Only Indonesian → English: the bundled Qwen writes English well and Indonesian poorly (its
-Indonesian mixes in English words), and the seed corpus has one Indonesian policy against
-four English ones. A gloss is a search aid and is never shown to an asker: the clause cited
-and quoted is always the original text. (A 1.5B model's translation can be wrong in ways no
-check here catches: it rendered "diserahkan secara mandiri oleh Pengguna", handed over by the
-User themselves, as "shared without the user's consent".)
+Indonesian mixes in English words); Indonesian glosses of the four English seed policies took
+24 minutes, doubled their vectors and did not help the realistic split (README, Evaluation).
+
+A gloss is a search aid and is never shown to an asker: the clause cited and quoted is always
+the original text. (A 1.5B model's translation can be wrong in ways no check here catches: it
+rendered "diserahkan secara mandiri oleh Pengguna", handed over by the User themselves, as
+"shared without the user's consent".)
 """
 
 from __future__ import annotations
