@@ -17,6 +17,7 @@ from ingest.pipeline import IngestBusyError, ingest
 from ingest.uploads import UploadError, add_upload, remove_upload
 from klausa import Assistant
 from klausa.catalog import load_manifest
+from klausa.glosses import GLOSS_LANGUAGE
 from klausa.staff import MAX_PASSWORD, ROLES, AccountError, StaffMember
 from klausa.ui import section_source, section_tree, ui
 
@@ -71,6 +72,13 @@ def library_page() -> None:
                                      "  " * d + f"§{lab} — {t}" for d, lab2, t in tree
                                      if lab2 == lab))
             st.text(section_source(policy, label))
+            if info.language in GLOSS_LANGUAGE:
+                glossed = sum(1 for chunk in policy.chunks if chunk.gloss)
+                st.caption(
+                    f"English glosses (a search aid for English questions, never shown to "
+                    f"askers): {glossed} of {len(policy.chunks)} clauses. A clause without "
+                    "one is searched by its own words; `klausa gloss` (needs the `llm` "
+                    "extra) writes the missing ones, then re-index.")
     st.subheader("Add a policy")
     with st.form("upload", clear_on_submit=True):
         upload = st.file_uploader("Policy file", type=["txt", "md", "html", "htm", "pdf"],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from klausa.catalog import Catalog
 from klausa.feedback import AnswerLog
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
@@ -200,6 +201,11 @@ def test_a_reviewer_is_refused_the_library(app: AppTest) -> None:
     app.sidebar.button(key="sign-out").click().run()
     sign_in(app, "app_pages/library.py", "admin", PASSWORD)
     assert "Re-index everything" in [b.label for b in app.button]
+    # The Indonesian policy says how many of its clauses have an English gloss.
+    lacimart = Catalog.load(Settings().catalog_dir).policies["lacimart"].chunks
+    coverage = f"{sum(1 for c in lacimart if c.gloss)} of {len(lacimart)} clauses"
+    assert any("English glosses" in c.value and coverage in c.value for c in app.caption)
+    assert sum("English glosses" in c.value for c in app.caption) == 1  # LaciMart's alone
     activity = app.dataframe[-1].value
     assert ("rina", "signed in") in set(zip(activity["who"], activity["what"], strict=True))
     assert "rina" in set(app.dataframe[-2].value["name"])
