@@ -65,9 +65,14 @@ def gloss_path(source: Path) -> Path:
     return source.with_name(f"{source.stem}.glosses.jsonl")
 
 
+def body_parts(chunk: Chunk) -> list[str]:
+    """A clause's list lead-in (when it has one) and its words."""
+    return [part for part in (chunk.context, chunk.text) if part]
+
+
 def clause_body(chunk: Chunk) -> str:
     """What is embedded of a clause: its list lead-in and its words."""
-    return "\n".join(part for part in (chunk.context, chunk.text) if part)
+    return "\n".join(body_parts(chunk))
 
 
 def translated_parts(chunk: Chunk) -> list[str]:
@@ -75,7 +80,7 @@ def translated_parts(chunk: Chunk) -> list[str]:
     and its words. A lead-in shared by seven list items is translated once, so the siblings
     read alike (measured on the dev splits against translating lead-in and item together:
     gold hit@1 0.943 vs 0.932, realistic 0.875 vs 0.875, in 189 s instead of 181 s)."""
-    return [*chunk.title_path, *([chunk.context] if chunk.context else []), chunk.text]
+    return [*chunk.title_path, *body_parts(chunk)]
 
 
 def load_glosses(path: Path) -> dict[str, GlossEntry]:
@@ -108,19 +113,18 @@ def attach_glosses(chunks: Sequence[Chunk], glosses: dict[str, GlossEntry]) -> l
     """The chunks with their gloss, where the file has one for the current text (an edited
     clause keeps no stale translation), titled by the glossed section titles (a title
     without a gloss stays as it is)."""
+    def translation(text: str, language: Language) -> str:
+        entry = glosses.get(gloss_key(text, language))
+        return entry.text if entry else ""
+
     attached: list[Chunk] = []
     for chunk in chunks:
         target = GLOSS_LANGUAGE.get(chunk.language)
-
-        def text_of(source: str, target: Language | None = target) -> str:
-            entry = glosses.get(gloss_key(source, target)) if target else None
-            return entry.text if entry else ""
-
-        body = [text_of(part) for part in (chunk.context, chunk.text) if part]
-        if not all(body):
+        body = [translation(part, target) for part in body_parts(chunk)] if target else []
+        if target is None or not all(body):
             attached.append(chunk)
             continue
-        titles = [text_of(title) or title for title in chunk.title_path]
+        titles = [translation(title, target) or title for title in chunk.title_path]
         attached.append(chunk.model_copy(update={
             "gloss": "\n".join(body), "gloss_title": " › ".join(titles)}))
     return attached
