@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, check_size, display_name, load_text
 from klausa.catalog import MANIFEST, load_manifest
+from klausa.files import write_atomically
 from klausa.settings import Settings
 from klausa.types import Language, PolicyInfo
 
@@ -48,9 +49,7 @@ def manifest_text(infos: list[PolicyInfo]) -> str:
 
 
 def write_manifest(directory: Path, infos: list[PolicyInfo], text: str | None = None) -> None:
-    temporary = directory / (MANIFEST + ".tmp")
-    temporary.write_text(manifest_text(infos) if text is None else text, "utf-8")
-    temporary.replace(directory / MANIFEST)
+    write_atomically(directory / MANIFEST, manifest_text(infos) if text is None else text)
 
 
 def known_policy_ids(settings: Settings) -> set[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import tomllib
 from pathlib import Path
 
+from klausa.files import write_atomically
 from klausa.types import Chunk, ParsedPolicy, PolicyInfo
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,7 @@ class Catalog:
     def write(directory: Path, policy: ParsedPolicy) -> None:
         """Write one policy atomically (a reader never sees half a file)."""
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{policy.info.id}.json"
-        temporary = target.with_suffix(".json.tmp")
-        temporary.write_text(policy.model_dump_json(), "utf-8")
-        os.replace(temporary, target)
+        write_atomically(directory / f"{policy.info.id}.json", policy.model_dump_json())
 
     @staticmethod
     def remove(directory: Path, policy_id: str) -> None:

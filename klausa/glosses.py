@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from klausa.files import write_atomically
 from klausa.prompts import phrases
 from klausa.text import detect_language, words
 from klausa.types import Chunk, Language
@@ -217,14 +218,8 @@ def write_glosses(
     bar.close()
     current = [existing[key] for key in existing if key in keys]
     if len(current) != len(existing):
-        _rewrite(path, current)
+        write_atomically(path, "".join(e.model_dump_json() + "\n" for e in current))
     return run
-
-
-def _rewrite(path: Path, entries: Sequence[GlossEntry]) -> None:
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(e.model_dump_json() + "\n" for e in entries), "utf-8")
-    temporary.replace(path)
 
 
 def chat_translator(model) -> Translate:  # type: ignore[no-untyped-def]

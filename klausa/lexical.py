@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from klausa.files import write_atomically
 from klausa.text import analyse
 from klausa.types import Chunk
 
@@ -68,10 +68,7 @@ class TermStore:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / TERMS_FILE
-        temporary = target.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.entries, ensure_ascii=False), "utf-8")
-        os.replace(temporary, target)
+        write_atomically(directory / TERMS_FILE, json.dumps(self.entries, ensure_ascii=False))
 
     def update(self, chunks: Sequence[Chunk]) -> tuple[list[list[str]], TermsUpdate]:
         """The terms of ``chunks`` in order: stored ones reused (by chunk id and digest, or
