@@ -320,7 +320,8 @@ def _ingest_into(
         for chunk in policy.chunks:
             rows = chunk_rows(chunk, embedder)
             new_ids.update(row_id for row_id, *_ in rows)
-            changed = [row for row in rows if (stored.get(row[0]) or ("", ""))[1] != row[3]]
+            # Rows whose text is new or differs from the stored row's (by digest).
+            changed = [row for row in rows if stored.get(row[0], ("", ""))[1] != row[3]]
             if chunk.id not in stored:
                 entry.added += 1
             elif changed:
