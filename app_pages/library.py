@@ -142,6 +142,11 @@ def accounts_section(member: StaffMember) -> None:
                 else:
                     st.success(f"Added {added.name} ({added.role}).")
     others = [m.name for m in members if m.name != member.name]
+    # An account chosen here that another admin has removed since stays in the list: applying
+    # then says it is gone, instead of the choice moving silently to another account.
+    chosen = st.session_state.get("change-account-name")
+    if chosen and chosen not in others and chosen != member.name:
+        others.append(chosen)
     if others:
         with columns[1].form("change-account"):
             st.markdown("**Change an account**")
@@ -149,12 +154,15 @@ def accounts_section(member: StaffMember) -> None:
             new_role = st.selectbox("Role", ROLES, key="change-account-role")
             remove = st.checkbox("Remove this account", key="change-account-remove")
             if st.form_submit_button("Apply"):
-                if remove:
-                    staff.remove(target, by=member.name)
-                    st.success(f"Removed {target}.")
-                else:
-                    staff.set_role(target, new_role, by=member.name)
-                    st.success(f"{target} is now {new_role}.")
+                try:
+                    if remove:
+                        staff.remove(target, by=member.name)
+                        st.success(f"Removed {target}.")
+                    else:
+                        staff.set_role(target, new_role, by=member.name)
+                        st.success(f"{target} is now {new_role}.")
+                except AccountError as error:
+                    st.error(str(error))
 
 
 def activity_section() -> None:

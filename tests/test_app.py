@@ -228,6 +228,19 @@ def test_an_admin_adds_a_reviewer_account_on_the_library_page(app: AppTest) -> N
     assert staff.sign_in("dewi", REVIEWER_PASSWORD).role == "reviewer"
     added = staff.activity(action="account_added")
     assert [(a.actor, a.detail) for a in added] == [("admin", "dewi (reviewer)")]
+    # Another admin removes dewi while this page still lists her (and budi is added):
+    # applying a change to dewi says she is gone and changes nobody else.
+    staff.add("budi", REVIEWER_PASSWORD, "reviewer", by="someone-else")
+    app.run()
+    app.selectbox(key="change-account-name").set_value("dewi")
+    app.selectbox(key="change-account-role").set_value("admin")
+    staff.remove("dewi", by="someone-else")
+    next(b for b in app.button if b.label == "Apply").click().run()
+    assert not app.exception
+    assert any("There is no account named 'dewi'" in e.value for e in app.error)
+    assert not app.success
+    assert staff.get("budi").role == "reviewer"
+    assert staff.get("dewi") is None
 
 
 def test_staff_pages_are_off_without_a_password_or_an_account(
