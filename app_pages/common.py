@@ -100,6 +100,14 @@ def init_state() -> None:
     state.setdefault("detected_language", None)
 
 
+def still_listed(key: str, options: list[str]) -> list[str]:
+    """``options`` plus what was chosen under widget ``key`` before, if it has gone since
+    (another admin removed it). Otherwise Streamlit moves the choice silently to another
+    entry, and the action meant for the gone one hits that entry instead."""
+    chosen = state.get(key)
+    return [*options, chosen] if chosen and chosen not in options else options
+
+
 def interface_language() -> Language:
     chosen = LANGUAGE_CHOICES.get(state.get("language_choice", "auto"))
     return chosen or state.detected_language or Settings().default_language

@@ -11,6 +11,7 @@ from app_pages.common import (
     staff_directory,
     staff_member,
     state,
+    still_listed,
 )
 from ingest.loaders import MAX_FILE_BYTES
 from ingest.pipeline import IngestBusyError, ingest
@@ -101,13 +102,17 @@ def library_page() -> None:
     columns = st.columns(2)
     if columns[0].button("Re-index everything"):
         run_ingest(assistant, "Re-indexing", member, "reindex")
-    uploaded = [i.id for i in load_manifest(settings.uploads_dir)]
+    uploaded = still_listed("remove-policy", [i.id for i in load_manifest(settings.uploads_dir)])
     if uploaded:
         with columns[1].popover("Remove a policy"):
-            target = st.selectbox("Uploaded policy", uploaded)
+            target = st.selectbox("Uploaded policy", uploaded, key="remove-policy")
             if st.button("Remove", type="primary"):
-                remove_upload(settings, target)
-                run_ingest(assistant, f"Removing {target}", member, "remove", target)
+                try:
+                    remove_upload(settings, target)
+                except UploadError as error:
+                    st.error(str(error))
+                else:
+                    run_ingest(assistant, f"Removing {target}", member, "remove", target)
     accounts_section(member)
     activity_section()
 
@@ -141,12 +146,8 @@ def accounts_section(member: StaffMember) -> None:
                     st.error(str(error))
                 else:
                     st.success(f"Added {added.name} ({added.role}).")
-    others = [m.name for m in members if m.name != member.name]
-    # An account chosen here that another admin has removed since stays in the list: applying
-    # then says it is gone, instead of the choice moving silently to another account.
-    chosen = st.session_state.get("change-account-name")
-    if chosen and chosen not in others and chosen != member.name:
-        others.append(chosen)
+    others = still_listed("change-account-name",
+                          [m.name for m in members if m.name != member.name])
     if others:
         with columns[1].form("change-account"):
             st.markdown("**Change an account**")

@@ -114,8 +114,11 @@ def add_upload(settings: Settings, file_name: str, data: bytes, *, policy_id: st
 def remove_upload(settings: Settings, policy_id: str) -> None:
     infos = load_manifest(settings.uploads_dir)
     if not any(i.id == policy_id for i in infos):
-        raise UploadError(f"{policy_id!r} was not added from the app; remove it from "
-                          f"{settings.corpus_dir / MANIFEST} instead")
+        if any(i.id == policy_id for i in load_manifest(settings.corpus_dir)):
+            raise UploadError(f"{policy_id!r} was not added from the app; remove it from "
+                              f"{settings.corpus_dir / MANIFEST} instead")
+        raise UploadError(f"There is no uploaded policy {policy_id!r}: it has been removed "
+                          "already, perhaps from another session.")
     for info in infos:
         if info.id == policy_id:
             (settings.uploads_dir / info.source).unlink(missing_ok=True)

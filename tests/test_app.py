@@ -243,6 +243,25 @@ def test_an_admin_adds_a_reviewer_account_on_the_library_page(app: AppTest) -> N
     assert staff.get("dewi") is None
 
 
+def test_removing_an_upload_that_another_admin_removed_meanwhile_removes_nothing_else(
+    app: AppTest,
+) -> None:
+    from ingest.uploads import add_upload, remove_upload
+    from klausa.catalog import load_manifest
+
+    settings = Settings()
+    for policy_id in ("tokoku", "tokobaru"):
+        add_upload(settings, f"{policy_id}.md", b"# Kebijakan\n\n## 1. Data\n\nKami menyimpan.",
+                   policy_id=policy_id, title=policy_id, language="id")
+    sign_in(app, "app_pages/library.py", "admin", PASSWORD)
+    app.selectbox(key="remove-policy").set_value("tokobaru").run()
+    remove_upload(settings, "tokobaru")  # from another admin's session
+    next(b for b in app.button if b.label == "Remove").click().run()
+    assert not app.exception
+    assert any("There is no uploaded policy 'tokobaru'" in e.value for e in app.error)
+    assert [i.id for i in load_manifest(settings.uploads_dir)] == ["tokoku"]
+
+
 def test_staff_pages_are_off_without_a_password_or_an_account(
     app: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
