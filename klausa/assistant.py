@@ -170,10 +170,8 @@ class Assistant:
         self.ask("warm up", language="en", generate=False)
         # A compiled transformer already built for this machine is switched to now (~1.5 s),
         # not on the first visitor's question; one still being built is not waited for.
-        wait_for_compiled = getattr(self.embedder, "wait_for_compiled", None) if (
-            self.mode != "bm25") else None
-        if wait_for_compiled is not None:
-            wait_for_compiled(10.0, build=False)
+        if self.mode != "bm25":
+            self.embedder.wait_for_compiled(10.0, build=False)
         if self.wants_generation:
             self.load_generator()
 

