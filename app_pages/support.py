@@ -92,7 +92,7 @@ def queue(desk: ReviewDesk, assistant: Assistant) -> list[LoggedAnswer]:
         [{"why first": REASON_LABELS[reason(r)], "asked": local_time(r.asked_at),
           "question": r.question, "lang": r.language, "policy": r.policy or "all",
           "answer": "not stated" if r.refused else "; ".join(r.citations),
-          "rating": {1: "👍", 0: "👎"}.get(r.rating, ""), "comment": r.comment or "",
+          "rating": {1: "👍 up", 0: "👎 down"}.get(r.rating, ""), "comment": r.comment or "",
           "verdict": VERDICT_LABELS.get(r.verdict or "", ""), "reviewer": r.reviewer or ""}
          for r in rows],
         width="stretch", hide_index=True, height=min(38 + 35 * len(rows), 320),
