@@ -137,7 +137,9 @@ def gloss(settings: Settings, paths: tuple[Path, ...], llm: str) -> None:
         except Exception as error:  # a model or endpoint that fails mid-run: keep what is done
             fail(f"the chat model failed on {policy.info.id} ({error}); the glosses written "
                  f"so far are kept in {path}: run `klausa gloss` again to go on")
-        click.echo(f"{path}: {run.written} written, {run.rejected} rejected, {run.kept} kept")
+        replaced = f" ({run.replaced} replacing glosses of an older prompt)" if run.replaced else ""
+        click.echo(f"{path}: {run.written} written, {run.rejected} rejected{replaced}, "
+                   f"{run.kept} kept")
     click.echo("run `klausa ingest` to index them")
 
 

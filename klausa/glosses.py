@@ -55,10 +55,16 @@ class GlossEntry(BaseModel):
     text: str = ""
     rejected: str = ""
     model: str = ""
+    #: ``prompt_digest`` of the instruction it was written with: a changed prompt rewrites it.
+    prompt: str = ""
 
 
 def gloss_key(text: str, language: Language) -> str:
     return hashlib.sha1(f"{language}\0{text}".encode()).hexdigest()
+
+
+def prompt_digest(system: str) -> str:
+    return hashlib.sha1(system.encode()).hexdigest()[:12]
 
 
 def gloss_path(source: Path) -> Path:
@@ -166,6 +172,8 @@ class GlossRun:
     written: int = 0
     rejected: int = 0
     kept: int = 0
+    #: Of those written or rejected: texts whose earlier gloss came from another prompt.
+    replaced: int = 0
 
 
 def sources_to_gloss(chunks: Iterable[Chunk]) -> list[tuple[str, Language]]:
@@ -194,16 +202,23 @@ def write_glosses(
     no longer in the policy are dropped when the run ends."""
     existing = load_glosses(path)
     wanted = sources_to_gloss(chunks)
+    systems = {language: phrases("gloss", language)["system"] for _, language in wanted}
     keys = {gloss_key(text, language) for text, language in wanted}
-    todo = [(t, lang) for t, lang in wanted if gloss_key(t, lang) not in existing]
-    run = GlossRun(kept=len(keys & set(existing)))
+
+    def current(text: str, language: Language) -> bool:
+        entry = existing.get(gloss_key(text, language))
+        return entry is not None and entry.prompt == prompt_digest(systems[language])
+
+    todo = [(t, lang) for t, lang in wanted if not current(t, lang)]
+    run = GlossRun(kept=len(wanted) - len(todo),
+                   replaced=sum(1 for t, lang in todo if gloss_key(t, lang) in existing))
     path.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc=path.name, unit="text", disable=not progress)
     with path.open("a", encoding="utf-8") as handle:
         for text, language in todo:
+            system = systems[language]
             entry = GlossEntry(key=gloss_key(text, language), language=language, source=text,
-                               model=model_name)
-            system = phrases("gloss", language)["system"]
+                               model=model_name, prompt=prompt_digest(system))
             try:
                 entry.text = clean_gloss(text, translate(system, text), language)
                 run.written += 1
@@ -216,9 +231,10 @@ def write_glosses(
             existing[entry.key] = entry
             bar.update()
     bar.close()
-    current = [existing[key] for key in existing if key in keys]
-    if len(current) != len(existing):
-        write_atomically(path, "".join(e.model_dump_json() + "\n" for e in current))
+    # Later lines win when the file is read; rewrite it without the superseded and stale ones.
+    remaining = [existing[key] for key in existing if key in keys]
+    if len(remaining) != len(existing) or run.replaced:
+        write_atomically(path, "".join(e.model_dump_json() + "\n" for e in remaining))
     return run
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.pipeline import Document, chunk_rows, discover, index_is_current, ingest, parse_document
+from klausa import glosses
 from klausa.assistant import Assistant
 from klausa.catalog import Catalog
 from klausa.cli import cli
@@ -21,10 +22,12 @@ from klausa.glosses import (
     gloss_key,
     gloss_path,
     load_glosses,
+    prompt_digest,
     sources_to_gloss,
     translated_parts,
     write_glosses,
 )
+from klausa.prompts import phrases
 from klausa.stores import open_store
 from klausa.text import detect_language
 from klausa.types import PolicyInfo
@@ -132,6 +135,31 @@ def test_glosses_are_written_once_resumed_after_a_failure_and_pruned(tmp_path: P
     assert "Data Pribadi Pengguna disimpan selama akun Pengguna masih aktif." not in sources
 
 
+def test_a_changed_prompt_writes_every_gloss_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_policy(tmp_path)
+    target = gloss_path(path)
+    write_glosses(chunks_of(path), target, scripted, model_name="scripted")
+    shipped = phrases("gloss", "en")["system"]
+    assert {e.prompt for e in load_glosses(target).values()} == {prompt_digest(shipped)}
+
+    stricter = shipped + " Keep every item, condition and exception."
+    monkeypatch.setattr(glosses, "phrases", lambda role, language: {"system": stricter})
+    seen: set[str] = set()
+
+    def again(system: str, text: str) -> str:
+        seen.add(system)
+        return ENGLISH[text].upper()
+
+    run = write_glosses(chunks_of(path), target, again, model_name="scripted")
+    assert (run.written, run.replaced, run.kept) == (4, 4, 0)
+    assert seen == {stricter}
+    assert len(target.read_text("utf-8").splitlines()) == 4  # the superseded lines are gone
+    assert all(e.text.isupper() and e.prompt == prompt_digest(stricter)
+               for e in load_glosses(target).values())
+
+
 def test_a_rejected_translation_is_recorded_and_not_asked_again(tmp_path: Path) -> None:
     path = write_policy(tmp_path)
     chunks = chunks_of(path)
@@ -226,9 +254,11 @@ def test_the_shipped_glosses_cover_every_indonesian_clause_of_the_corpus() -> No
     for document in indonesian:
         entries = load_glosses(gloss_path(document.path))
         chunks = parse_document(document).chunks
-        missing = [c.label for c in chunks
-                   if any(gloss_key(part, "en") not in entries for part in translated_parts(c))]
-        assert not missing, f"run `klausa gloss`: no gloss for {document.info.id} {missing}"
+        prompt = prompt_digest(phrases("gloss", "en")["system"])
+        missing = [c.label for c in chunks if any(
+            (entry := entries.get(gloss_key(part, "en"))) is None or entry.prompt != prompt
+            for part in translated_parts(c))]
+        assert not missing, f"run `klausa gloss`: no current gloss for {document.info.id} {missing}"
         glossed = [c for c in chunks if c.gloss]
         assert len(glossed) >= 0.8 * len(chunks)
         assert all(detect_language(c.gloss) == "en" for c in glossed)
