@@ -199,14 +199,17 @@ def candidates(assistant: Assistant, answer: Answer) -> None:
                f"{1 - dense_weight:.2f} × lexical, each scaled over the candidates. "
                "“gloss”: the similarity of the clause's English machine translation; "
                "“via gloss”: it was closer than the clause's own words, so it ranked the "
-               "clause (refusals are judged on the clause's own similarity).")
+               "clause (refusals are judged on the clause's own similarity). “English gloss”: "
+               "that translation, written by the chat model and unreviewed; askers never see "
+               "it.")
     cited = {c.chunk_id for c in answer.citations}
     lexical_top = max((h.lexical or 0.0 for h in answer.hits), default=0.0) or 1.0
     st.dataframe(
         [{"rank": h.rank, "cited": "✓" if h.chunk.id in cited else "", "policy": h.chunk.policy,
           "§": h.chunk.label, "dense": h.dense or 0.0, "gloss": h.gloss,
           "via gloss": "✓" if h.via_gloss else "", "lexical": h.lexical or 0.0,
-          "fused": h.score, "clause": h.chunk.text} for h in answer.hits],
+          "fused": h.score, "clause": h.chunk.text, "English gloss": h.chunk.gloss}
+         for h in answer.hits],
         width="stretch", hide_index=True,
         column_config={
             "dense": st.column_config.ProgressColumn("dense", min_value=0.0, max_value=1.0,
@@ -217,6 +220,7 @@ def candidates(assistant: Assistant, answer: Answer) -> None:
             "fused": st.column_config.ProgressColumn("fused", min_value=0.0, max_value=1.0,
                                                      format="%.3f"),
             "clause": st.column_config.TextColumn("clause", width="large"),
+            "English gloss": st.column_config.TextColumn("English gloss", width="large"),
         },
     )
 

@@ -151,8 +151,10 @@ def test_support_desk_marks_a_clause_found_through_its_english_gloss(app: AppTes
     candidates = app.dataframe[1].value
     assert (candidates["policy"].iloc[0], candidates["§"].iloc[0]) == ("lacimart", "C.2")
     assert candidates["via gloss"].iloc[0] == "✓"
-    # The clause shown is the policy's own Indonesian text, not the translation.
+    # The clause shown is the policy's own Indonesian text; its machine translation is beside
+    # it, for staff who do not read Indonesian.
     assert "LaciMartKTUM akan menyelidiki keluhan" in candidates["clause"].iloc[0]
+    assert "investigate" in candidates["English gloss"].iloc[0]
     assert "machine translation" in markdown_text(app) or any(
         "machine translation" in c.value for c in app.caption)
 
