@@ -172,8 +172,12 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
     """The answer as the asker sees it: a refusal, or the text and the cited clauses."""
     language = answer.language
     if answer.refused:
+        # "Not stated": the policy speaks of the topic but lacks the number or contact asked.
+        asked = answer.trace.get("asked_fact")
+        heading = "not_stated_heading" if isinstance(asked, dict) and not asked.get(
+            "stated", True) else "not_covered_heading"
         with st.container(border=True):
-            st.markdown(f"**{ui(language, 'not_covered_heading')}**")
+            st.markdown(f"**{ui(language, heading)}**")
             st.warning(answer_markdown(answer), icon=":material/block:")
         return
     text = answer_markdown(answer)

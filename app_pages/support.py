@@ -33,6 +33,7 @@ from klausa.staff import StaffMember
 from klausa.ui import escape_markdown, section_tree, ui
 
 ALL = ""
+ASKED_FACTS = {"number": "a number", "contact": "a phone number or email address"}
 RATINGS = {ALL: "all", "down": "👎 thumbs-down", "up": "👍 thumbs-up", "none": "not rated"}
 REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 
@@ -172,6 +173,15 @@ def why_sentences(assistant: Assistant, answer: Answer) -> list[str]:
             f"{support.get('unknown', 0):.0%} used by no policy) is **{abs(gap):.3f} "
             f"{'above' if gap >= 0 else 'below'} the refusal threshold {threshold:.3f}**"
             f"{close}, so Klausa {outcome}.")
+    asked = trace.get("asked_fact")
+    if isinstance(asked, dict):
+        what = ASKED_FACTS.get(asked.get("kind"), "a fact")
+        cue = escape_markdown(str(asked.get("cue", "")))
+        sentences.append(
+            f"The question asks for {what} (“{cue}”); " + (
+                "a clause Klausa would cite gives one." if asked.get("stated") else
+                "**no clause Klausa would cite gives one**, so it said the policy does not "
+                "state it."))
     unmatched, unknown = trace.get("unmatched_terms"), trace.get("unknown_terms")
     if unknown:
         sentences.append(f"No policy uses: {_words(unknown)}.")

@@ -12,6 +12,7 @@ from functools import cached_property
 
 from langchain_core.language_models import BaseChatModel
 
+from klausa.asked import AskedFact, asked_fact, states
 from klausa.catalog import Catalog
 from klausa.chat_models import ChatModelError
 from klausa.compose import choose, cite, render_answer, render_refusal
@@ -44,6 +45,9 @@ NEAREST_ON_REFUSAL = 3
 #: precision 0.76 → 0.89 at recall 0.91).
 ALSO_CITE_FLOOR = 0.6
 MAX_POLICIES_CITED = 5
+#: A question asking for a number or a contact (``klausa.asked``) is answered when one of
+#: this many best clauses gives one.
+ASKED_FACT_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -273,16 +277,28 @@ class Assistant:
         )
         single_policy = policies[0] if policies and len(policies) == 1 else None
         compose_started = time.perf_counter()
+        asked = asked_fact(search_text) if self.mode != "bm25" else None
+        # On topic is not enough when the question asks for a number or a contact: "how many
+        # days" is not answered by a clause that gives none. Then the policy does not state it.
+        unstated: AskedFact | None = None
+        checked = asked is not None and not refused  # whether the clauses were read for it
+        chosen: list[Hit] = []
+        if not refused and single_policy:
+            chosen = choose(hits)
+            if asked and not any(states(asked.kind, h.chunk.text)
+                                 for h in hits[:ASKED_FACT_DEPTH]):
+                unstated = asked
+        elif not refused:
+            chosen = self.choose_across_policies(snapshot, ranked, variants, asked)
+            unstated = None if chosen else asked
+        if unstated:
+            refused, chosen = True, []
         if refused:
             nearest = hits[:NEAREST_ON_REFUSAL]
-            answer_text = render_refusal(nearest, catalog, language, single_policy)
+            answer_text = render_refusal(nearest, catalog, language, single_policy,
+                                         unstated.kind if unstated else None)
             citations = []
         else:
-            chosen = (
-                choose(hits)
-                if single_policy
-                else self.choose_across_policies(snapshot, ranked, variants)
-            )
             citations = [cite(h, catalog, retrieval.terms, language) for h in chosen]
             # A clause cited from further down the candidates is shown in the trace too.
             hits = hits + [h for h in chosen if h not in hits]
@@ -313,6 +329,8 @@ class Assistant:
                 "terms": retrieval.terms,
                 "support": support,
                 "refusal_threshold": self.settings.refusal_threshold,
+                **({"asked_fact": {"kind": asked.kind, "cue": asked.cue,
+                                   "stated": unstated is None}} if checked and asked else {}),
                 **self.missing_concepts(snapshot, hits[0] if hits else None, search_text,
                                         language),
             },
@@ -332,10 +350,12 @@ class Assistant:
         return self._chat_model is not None or self.settings.llm != "none"
 
     def choose_across_policies(
-        self, snapshot: Snapshot, ranked: list[Hit], variants: list[set[str]]
+        self, snapshot: Snapshot, ranked: list[Hit], variants: list[set[str]],
+        asked: AskedFact | None = None,
     ) -> list[Hit]:
         """For a question about all policies: each policy's best clause, judged on its own
-        with the same calibrated support as a single-policy answer."""
+        with the same calibrated support as a single-policy answer (and, when the question
+        asks for a number or a contact, only if the clause gives one: then none may answer)."""
         best: dict[str, Hit] = {}
         for hit in ranked:
             best.setdefault(hit.chunk.policy, hit)
@@ -348,8 +368,9 @@ class Assistant:
             and self.settings.addresses(hit.dense or 0.0, top_dense)
             and self.support(snapshot, hit, variants)["support"]
             >= self.settings.refusal_threshold
+            and (asked is None or states(asked.kind, hit.chunk.text))
         ]
-        return chosen[:MAX_POLICIES_CITED] or ranked[:1]
+        return chosen[:MAX_POLICIES_CITED] or ([] if asked else ranked[:1])
 
     @staticmethod
     def looks_like_follow_up(text: str) -> bool:

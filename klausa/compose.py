@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from klausa.asked import FactKind
 from klausa.catalog import Catalog
 from klausa.prompts import phrase
 from klausa.text import analyse, default_lexicon, sentence_spans
@@ -108,12 +109,16 @@ def render_answer(citations: list[Citation], catalog: Catalog, language: Languag
 
 
 def render_refusal(
-    nearest: list[Hit], catalog: Catalog, language: Language, policy: str | None
+    nearest: list[Hit], catalog: Catalog, language: Language, policy: str | None,
+    unstated: FactKind | None = None,
 ) -> str:
+    """"Not covered", or with ``unstated`` "does not give a number (a phone number or email
+    address) for this", then the nearest sections."""
+    key = f"not_stated_{unstated}" if unstated else "not_covered"
     if policy:
-        lines = [phrase("answer", language, "not_covered", policy=catalog.info(policy).title)]
+        lines = [phrase("answer", language, key, policy=catalog.info(policy).title)]
     else:
-        lines = [phrase("answer", language, "not_covered_all")]
+        lines = [phrase("answer", language, f"{key}_all")]
     if nearest:
         lines.append(phrase("answer", language, "nearest"))
         unique = {(h.chunk.policy, h.chunk.label): h for h in reversed(nearest)}

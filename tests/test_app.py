@@ -159,6 +159,22 @@ def test_support_desk_marks_a_clause_found_through_its_english_gloss(app: AppTes
         "machine translation" in c.value for c in app.caption)
 
 
+def test_a_number_the_policy_does_not_give_is_not_stated_and_the_desk_says_why(
+    app: AppTest,
+) -> None:
+    question = "How many days after I delete my Interindo account is my data erased?"
+    ask(app, question)
+    assert "**Not stated in the policy**" in markdown_text(app)
+    shown = app.warning[0].value.replace("\\", "")  # the markdown is escaped
+    assert "Interindo Privacy Policy does not give a number for this." in shown
+    sign_in(app, "app_pages/support.py", "admin", PASSWORD)
+    box = queue_box(app)
+    box.select_index(next(n for n, label in enumerate(box.options)
+                          if label.endswith(f"· {question}"))).run()
+    assert "The question asks for a number (“How many days”); **no clause Klausa would " \
+           "cite gives one**" in markdown_text(app)
+
+
 def test_the_review_queue_opens_the_thumbs_down_first_and_stores_a_verdict(
     app: AppTest,
 ) -> None:

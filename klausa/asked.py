@@ -1,0 +1,80 @@
+"""What kind of fact a question asks for, and whether a clause states one.
+
+"How many days after I delete my account is my data erased?" is answered by a clause that
+gives a number of days, not by one that only says data is deleted. Similarity cannot tell
+the two apart (the clause is on topic), and such questions were the commonest near-misses on
+the realistic splits: a number of days or hours, a fee, a minimum age, a phone number or an
+email address the policy never gives. A question asking for such a fact is answered only
+from a clause that states one.
+
+The cues are deliberately narrow: a number with its unit ("how many days", "berapa biaya",
+"minimum age"), a deadline ("paling lambat"), or a phone number or email address to use. "How
+long do you keep my data?" and "berapa lama" are answered by a condition ("as long as the
+account is active"), "how quickly" by "within a reasonable time", and "jam berapa gue masuk"
+asks whether the log-in time is recorded: none of them is a cue.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+FactKind = Literal["number", "contact"]
+
+_UNITS_EN = (r"(?:business\s+|working\s+|calendar\s+)?(?:days|hours|weeks|months|years|minutes"
+             r"|times|characters|digits|percent)")
+_MONEY_EN = r"(?:cost|costs|fee|fees|charge|charges|pay|price|money|commission)"
+_UNITS_ID = r"(?:hari|jam|minggu|bulan|tahun|menit|kali|karakter|digit|persen)"
+_MONEY_ID = r"(?:biaya|harga|ongkos|tarif|denda|komisi|bayar)"
+# A number is asked for only with its unit ("how many days", "berapa biaya"): "How much data
+# do you collect?" and "berapa banyak" are answered by a list, not a number.
+_NUMBER_CUES = re.compile(
+    rf"\bhow\s+many\s+(?:more\s+)?{_UNITS_EN}\b|\bhow\s+much\b[^?]*\b{_MONEY_EN}\b"
+    r"|\b(?:minimum|maximum|min\.?|max\.?)\s+age\b|\bwhat\s+age\b|\bhow\s+old\s+do\b"
+    r"|\b(?:umur|usia)\s+(?:minimal|minimum|maksimal)\b|\bpaling\s+lambat\b"
+    rf"|\bberapa\s+{_UNITS_ID}\b|\bberapa\s+{_MONEY_ID}\b|\b{_MONEY_ID}\b[^?]*\bberapa\b",
+    re.IGNORECASE,
+)
+_CONTACT_CUES = re.compile(
+    r"\bwhat(?:'s|\s+is)\s+(?:the|their|its)\s+(?:\w+\s+){0,4}?"
+    r"(?:phone|telephone|e-?mail|whatsapp)\b"
+    r"|\b(?:phone|telephone)\s+number\s+(?:of|for)\b|\be-?mail\s+address\s+(?:of|for)\b"
+    r"|\bhow\s+(?:do|can)\s+i\s+(?:e-?mail|call|phone|ring)\b"
+    r"|\b(?:nomor|no\.?)\s+(?:telepon|telp|hp|wa|whatsapp)\b[^?]*\b(?:berapa|apa)\b"
+    r"|\b(?:alamat\s+)?e-?mail(?:nya)?\b[^?]*\b(?:berapa|apa)\s*\??\s*$",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty"
+    r"|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand"
+    r"|satu|dua|tiga|empat|lima|enam|tujuh|delapan|sembilan|sepuluh|sebelas|\w+\s+belas"
+    r"|\w+\s+puluh|seratus|\w+\s+ratus|seribu|\w+\s+ribu"
+)
+_STATES: dict[FactKind, re.Pattern[str]] = {
+    "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE),
+    "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d"),
+}
+
+
+@dataclass(frozen=True)
+class AskedFact:
+    """A question asks for a fact of this kind; ``cue`` is the words that say so."""
+
+    kind: FactKind
+    cue: str
+
+
+def asked_fact(question: str) -> AskedFact | None:
+    """The kind of fact the question asks for (in either language), if it asks for one."""
+    for kind, cues in (("contact", _CONTACT_CUES), ("number", _NUMBER_CUES)):
+        found = cues.search(question)
+        if found:
+            return AskedFact(kind, " ".join(found.group(0).split()))  # type: ignore[arg-type]
+    return None
+
+
+def states(kind: FactKind, text: str) -> bool:
+    """Whether ``text`` gives a fact of this kind (any number; a phone number or an email
+    address). Generous on purpose: a clause that merely contains a number still passes."""
+    return bool(_STATES[kind].search(text))
