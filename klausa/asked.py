@@ -52,7 +52,10 @@ _NUMBER_WORDS = (
     r"|\w+\s+puluh|seratus|\w+\s+ratus|seribu|\w+\s+ribu"
 )
 _STATES: dict[FactKind, re.Pattern[str]] = {
-    "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE),
+    # "Free of charge" answers "how much is the fee?" as well as a figure does.
+    "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b|\bfree\b|\bno\s+(?:charge|fee|cost)\b"
+                         r"|\bgratis\b|\b(?:tanpa|tidak\s+dikenakan|bebas)\s+biaya\b",
+                         re.IGNORECASE),
     "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d"),
 }
 

@@ -48,6 +48,8 @@ def test_what_a_clause_states() -> None:
     assert states("number", "We delete your data within 30 days.")
     assert states("number", "Data disimpan selama dua tahun.")
     assert not states("number", "Data is kept as long as your account is active.")
+    assert states("number", "You may request a copy of your data free of charge.")
+    assert states("number", "Permintaan salinan data tidak dikenakan biaya.")
     assert states("contact", "Write to privacy@tokoku.co.id or call +62 21 555 0123.")
     assert not states("contact", "Please send an email to [email protected].")  # obfuscated
     assert not states("contact", "We collect your email address and phone number.")
