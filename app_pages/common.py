@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from klausa import Answer, Assistant, Citation, QuestionError, Settings
+from klausa.assistant import NEAREST_ON_REFUSAL
 from klausa.compose import section_name
 from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
@@ -179,6 +180,16 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
         with st.container(border=True):
             st.markdown(f"**{ui(language, heading)}**")
             st.warning(answer_markdown(answer), icon=":material/block:")
+            # The nearest sections are one click away: the asker can read what the policy
+            # does say about the topic.
+            nearest = {(h.chunk.policy, h.chunk.label): h
+                       for h in answer.hits[:NEAREST_ON_REFUSAL]}
+            for policy_id, label in nearest:
+                policy = assistant.catalog.policies.get(policy_id)
+                if policy is not None:
+                    with st.expander(ui(language, "read_section",
+                                        section=f"{policy.info.title} §{label}")):
+                        st.text(section_source(policy, label))
         return
     text = answer_markdown(answer)
     generation = answer.trace.get("generation")

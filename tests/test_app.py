@@ -167,6 +167,9 @@ def test_a_number_the_policy_does_not_give_is_not_stated_and_the_desk_says_why(
     assert "**Not stated in the policy**" in markdown_text(app)
     shown = app.warning[0].value.replace("\\", "")  # the markdown is escaped
     assert "Interindo Privacy Policy does not give a number for this." in shown
+    # The nearest sections open to what the policy does say about it.
+    section = next(e for e in app.expander if e.label == "Read Interindo Privacy Policy §6")
+    assert "retain information as long as" in section.text[0].value
     sign_in(app, "app_pages/support.py", "admin", PASSWORD)
     box = queue_box(app)
     box.select_index(next(n for n, label in enumerate(box.options)

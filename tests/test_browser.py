@@ -220,6 +220,19 @@ def test_a_conversation_alternating_languages_answers_every_question(
     assert "§B.5" in police and "Indonesian text" in police and "penegakan hukum" in police
     page.screenshot(path=str(artifacts / "06-conversation.png"), full_page=True)
 
+    # A question that sounds answerable: Webdeskers speaks of deleting data but gives no
+    # number of days. The answer says so, in Indonesian, with the nearest sections.
+    box.fill("Berapa hari setelah akun Webdeskers saya ditutup, data saya dihapus?")
+    box.press("Enter")
+    turn = len(CONVERSATION) + 1
+    page.get_by_text("Tidak disebutkan dalam kebijakan").first.wait_for(timeout=60_000)
+    assert messages.count() == 2 * turn
+    not_stated = messages.nth(2 * turn - 1).inner_text()
+    assert "Webdeskers Privacy Policy tidak menyebutkan angka untuk hal ini." in not_stated
+    assert "Bagian yang paling dekat" in not_stated and "§F" in not_stated
+    assert messages.nth(2 * turn - 1).locator("mark.klausa-quote").count() == 0
+    messages.nth(2 * turn - 1).screenshot(path=str(artifacts / "06-not-stated.png"))
+
     # The first answer's thumbs-down, after four more turns, is stored.
     messages.nth(1).get_by_test_id("stFeedback").locator("button").nth(1).click()
     deadline = time.monotonic() + 20
