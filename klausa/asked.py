@@ -33,7 +33,8 @@ _NUMBER_CUES = re.compile(
     rf"\bhow\s+many\s+(?:more\s+)?{_UNITS_EN}\b|\bhow\s+much\b[^?]*\b{_MONEY_EN}\b"
     r"|\b(?:minimum|maximum|min\.?|max\.?)\s+age\b|\bwhat\s+age\b|\bhow\s+old\s+do\b"
     r"|\b(?:umur|usia)\s+(?:minimal|minimum|maksimal)\b|\bpaling\s+lambat\b"
-    rf"|\bberapa\s+{_UNITS_ID}\b|\bberapa\s+{_MONEY_ID}\b|\b{_MONEY_ID}\b[^?]*\bberapa\b",
+    rf"|\bberapa\s+{_UNITS_ID}\b|\bberapa\s+{_MONEY_ID}\b"
+    rf"|\b{_MONEY_ID}\b[^?]*\bberapa\b(?!\s+lama\b)",
     re.IGNORECASE,
 )
 _CONTACT_CUES = re.compile(
@@ -68,12 +69,17 @@ class AskedFact:
     cue: str
 
 
+#: Contact first: "Nomor telepon CS berapa?" asks for a phone number, not any number.
+_CUES: tuple[tuple[FactKind, re.Pattern[str]], ...] = (
+    ("contact", _CONTACT_CUES), ("number", _NUMBER_CUES))
+
+
 def asked_fact(question: str) -> AskedFact | None:
     """The kind of fact the question asks for (in either language), if it asks for one."""
-    for kind, cues in (("contact", _CONTACT_CUES), ("number", _NUMBER_CUES)):
+    for kind, cues in _CUES:
         found = cues.search(question)
         if found:
-            return AskedFact(kind, " ".join(found.group(0).split()))  # type: ignore[arg-type]
+            return AskedFact(kind, " ".join(found.group(0).split()))
     return None
 
 

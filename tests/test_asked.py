@@ -35,6 +35,7 @@ from tests.conftest import make_settings
         ("Berapa banyak data yang dikumpulkan?", None),
         ("How quickly will LaciMart answer my complaint?", None),
         ("Interindo nyatet jam berapa gue masuk ke akun?", None),
+        ("Riwayat biaya langganan saya disimpan berapa lama?", None),
         ("Do you collect my phone number when I sign up?", None),
         ("Can marketing companies pass my email address on to them?", None),
     ],
