@@ -138,6 +138,8 @@ def answer_markdown(answer: Answer) -> str:
     for line in answer.answer.splitlines():
         if line.startswith("> "):
             lines.append("> " + escape_markdown(line[2:]))
+        elif line.startswith("- "):  # a refusal's nearest sections, as a list
+            lines.append("- " + escape_markdown(line[2:]))
         else:
             lines.append(escape_markdown(line))
     return "  \n".join(lines)
