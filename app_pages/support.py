@@ -33,7 +33,8 @@ from klausa.staff import StaffMember
 from klausa.ui import escape_markdown, section_tree, ui
 
 ALL = ""
-ASKED_FACTS = {"number": "a number", "contact": "a phone number or email address"}
+ASKED_FACTS = {"number": "a number", "contact": "a phone number or email address",
+               "date": "a date"}
 RATINGS = {ALL: "all", "down": "👎 thumbs-down", "up": "👍 thumbs-up", "none": "not rated"}
 REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 

@@ -8,7 +8,8 @@ email address the policy never gives. A question asking for such a fact is answe
 from a clause that states one.
 
 The cues are deliberately narrow: a number with its unit ("how many days", "berapa biaya",
-"minimum age"), a deadline ("paling lambat"), or a phone number or email address to use. "How
+"minimum age"), a deadline ("paling lambat"), a phone number or email address to use, or
+the date the policy took effect or was last updated. "How
 long do you keep my data?" and "berapa lama" are answered by a condition ("as long as the
 account is active"), "how quickly" by "within a reasonable time", and "jam berapa gue masuk"
 asks whether the log-in time is recorded: none of them is a cue.
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-FactKind = Literal["number", "contact"]
+FactKind = Literal["number", "contact", "date"]
 
 _UNITS_EN = (r"(?:business\s+|working\s+|calendar\s+)?(?:days|hours|weeks|months|years|minutes"
              r"|times|characters|digits|percent)")
@@ -46,6 +47,19 @@ _CONTACT_CUES = re.compile(
     r"|\b(?:alamat\s+)?e-?mail(?:nya)?\b[^?]*\b(?:berapa|apa)\s*\??\s*$",
     re.IGNORECASE,
 )
+# When the policy took effect or was last changed: answered by a date, not by "from time to
+# time". ("Will they tell me when the policy changes?" asks whether, not when.)
+_DATE_CUES = re.compile(
+    r"\bwhen\s+(?:did|does|was|will)\b[^?]*\b(?:take|took|come|came|go|went)\s+(?:into\s+)?"
+    r"(?:effect|force)\b|\beffective\s+date\b|\b(?:last|latest)\s+(?:updated|revised)\b"
+    r"|\bwhen\s+(?:was|did)\b[^?]*\b(?:last\s+)?(?:updated|revised|published)\b"
+    r"|\btanggal\s+(?:mulai\s+)?(?:berlaku|berlakunya|efektif)\b|\bberlaku\s+(?:sejak|mulai)\s+kapan\b"
+    r"|\bkapan\b[^?]*\b(?:mulai\s+)?(?:berlaku|berlakunya|diperbarui|diperbaharui)\b"
+    r"|\bterakhir\s+(?:diperbarui|diperbaharui|diubah)\b",
+    re.IGNORECASE,
+)
+_MONTHS = (r"january|february|march|april|june|july|august|september|october|november|december"
+           r"|januari|februari|maret|mei|juni|juli|agustus|oktober|desember")
 _NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty"
     r"|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand"
@@ -58,6 +72,7 @@ _STATES: dict[FactKind, re.Pattern[str]] = {
                          r"|\bgratis\b|\b(?:tanpa|tidak\s+dikenakan|bebas)\s+biaya\b",
                          re.IGNORECASE),
     "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d"),
+    "date": re.compile(rf"\b(?:19|20)\d\d\b|\b(?:{_MONTHS})\b", re.IGNORECASE),
 }
 
 
@@ -71,7 +86,7 @@ class AskedFact:
 
 #: Contact first: "Nomor telepon CS berapa?" asks for a phone number, not any number.
 _CUES: tuple[tuple[FactKind, re.Pattern[str]], ...] = (
-    ("contact", _CONTACT_CUES), ("number", _NUMBER_CUES))
+    ("contact", _CONTACT_CUES), ("date", _DATE_CUES), ("number", _NUMBER_CUES))
 
 
 def asked_fact(question: str) -> AskedFact | None:
@@ -85,5 +100,6 @@ def asked_fact(question: str) -> AskedFact | None:
 
 def states(kind: FactKind, text: str) -> bool:
     """Whether ``text`` gives a fact of this kind (any number; a phone number or an email
-    address). Generous on purpose: a clause that merely contains a number still passes."""
+    address; a year or a month). Generous on purpose: a clause that merely contains a number
+    still passes."""
     return bool(_STATES[kind].search(text))

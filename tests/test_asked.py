@@ -28,6 +28,9 @@ from tests.conftest import make_settings
         ("What's the phone number for their data protection officer?", "contact"),
         ("How do I email Netmarks' data protection officer?", "contact"),
         ("Nomor telepon CS LaciMart berapa?", "contact"),
+        ("When did this privacy policy take effect?", "date"),
+        ("Kebijakan mana yang nyebutin tanggal mulai berlakunya?", "date"),
+        ("Kapan kebijakan ini terakhir diperbarui?", "date"),
         # Answered by a condition, a list or a yes/no, not by a number or an address.
         ("How long do you keep my data?", None),
         ("berapa lama data saya disimpan?", None),
@@ -38,6 +41,8 @@ from tests.conftest import make_settings
         ("Riwayat biaya langganan saya disimpan berapa lama?", None),
         ("Do you collect my phone number when I sign up?", None),
         ("Can marketing companies pass my email address on to them?", None),
+        ("Will they tell me when the privacy policy changes?", None),
+        ("Kapan data saya dihapus?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -54,6 +59,8 @@ def test_what_a_clause_states() -> None:
     assert states("contact", "Write to privacy@tokoku.co.id or call +62 21 555 0123.")
     assert not states("contact", "Please send an email to [email protected].")  # obfuscated
     assert not states("contact", "We collect your email address and phone number.")
+    assert states("date", "This Privacy Statement is effective as of 21 July 2021.")
+    assert not states("date", "We may change this policy from time to time.")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +75,8 @@ def test_what_a_clause_states() -> None:
          "§CONTACT US"),
         ("Which of these companies list a phone number for their data protection officer?",
          None, "None of the policies give a phone number or email address for this.", "§"),
+        ("When did this privacy policy take effect?", "lacimart",
+         "Kebijakan Privasi LaciMartKTUM does not give a date for this.", "§"),
     ],
 )
 def test_a_number_or_contact_the_policy_does_not_give_is_not_stated(
