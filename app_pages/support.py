@@ -33,8 +33,8 @@ from klausa.staff import StaffMember
 from klausa.ui import escape_markdown, section_tree, ui
 
 ALL = ""
-ASKED_FACTS = {"number": "a number", "contact": "a phone number or email address",
-               "date": "a date"}
+ASKED_FACTS = {"number": "a number", "phone": "a phone number", "email": "an email address",
+               "contact": "a phone number or email address", "date": "a date"}
 RATINGS = {ALL: "all", "down": "👎 thumbs-down", "up": "👍 thumbs-up", "none": "not rated"}
 REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 

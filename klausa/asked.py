@@ -21,7 +21,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-FactKind = Literal["number", "contact", "date"]
+#: "contact" is a question that takes a phone number or an email address ("Nomor telepon atau
+#: email CS berapa?"); "phone" and "email" take only that one.
+FactKind = Literal["number", "phone", "email", "contact", "date"]
 
 _UNITS_EN = (r"(?:business\s+|working\s+|calendar\s+)?(?:days|hours|weeks|months|years|minutes"
              r"|times|characters|digits|percent)")
@@ -66,12 +68,21 @@ _NUMBER_WORDS = (
     r"|satu|dua|tiga|empat|lima|enam|tujuh|delapan|sembilan|sepuluh|sebelas|\w+\s+belas"
     r"|\w+\s+puluh|seratus|\w+\s+ratus|seribu|\w+\s+ribu"
 )
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\[email\s+protected\]")
+_PHONE_WORDS = re.compile(r"\b(?:phone|telephone|call|ring|telepon|telp|hp|wa|whatsapp)\b",
+                          re.IGNORECASE)
+_EMAIL_WORDS = re.compile(r"\be-?mail", re.IGNORECASE)
 _STATES: dict[FactKind, re.Pattern[str]] = {
     # "Free of charge" answers "how much is the fee?" as well as a figure does.
     "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b|\bfree\b|\bno\s+(?:charge|fee|cost)\b"
                          r"|\bgratis\b|\b(?:tanpa|tidak\s+dikenakan|bebas)\s+biaya\b",
                          re.IGNORECASE),
-    "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d"),
+    "phone": _PHONE,
+    # "[email protected]" is how the seed's scraped pages show an address they hid: the policy
+    # does give one there ("please send an email to …").
+    "email": _EMAIL,
+    "contact": re.compile(f"{_PHONE.pattern}|{_EMAIL.pattern}"),
     "date": re.compile(rf"\b(?:19|20)\d\d\b|\b(?:{_MONTHS})\b", re.IGNORECASE),
 }
 
@@ -94,6 +105,10 @@ def asked_fact(question: str) -> AskedFact | None:
     for kind, cues in _CUES:
         found = cues.search(question)
         if found:
+            if kind == "contact":
+                phone, email = _PHONE_WORDS.search(question), _EMAIL_WORDS.search(question)
+                kind = "phone" if phone and not email else "email" if email and not phone \
+                    else "contact"
             return AskedFact(kind, " ".join(found.group(0).split()))
     return None
 

@@ -285,9 +285,14 @@ class Assistant:
         chosen: list[Hit] = []
         if not refused and single_policy:
             chosen = choose(hits)
-            if asked and not any(states(asked.kind, h.chunk.text)
-                                 for h in hits[:ASKED_FACT_DEPTH]):
-                unstated = asked
+            if asked:
+                giving = [h for h in hits[:ASKED_FACT_DEPTH] if states(asked.kind, h.chunk.text)]
+                if not giving:
+                    unstated = asked
+                else:
+                    # The clause that gives it comes first ("How do I email …?": CONTACT US,
+                    # not the clause listing the data collected).
+                    chosen = [giving[0], *(h for h in chosen if h is not giving[0])]
         elif not refused:
             chosen = self.choose_across_policies(snapshot, ranked, variants, asked)
             unstated = None if chosen else asked

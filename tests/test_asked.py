@@ -25,9 +25,10 @@ from tests.conftest import make_settings
         ("Umur minimal buat daftar berapa?", "number"),
         ("kalo ada kebocoran data, paling lambat berapa hari gue dikabarin?", "number"),
         ("harga langganan jubelio per bulan berapa?", "number"),
-        ("What's the phone number for their data protection officer?", "contact"),
-        ("How do I email Netmarks' data protection officer?", "contact"),
-        ("Nomor telepon CS LaciMart berapa?", "contact"),
+        ("What's the phone number for their data protection officer?", "phone"),
+        ("How do I email Netmarks' data protection officer?", "email"),
+        ("Nomor telepon CS LaciMart berapa?", "phone"),
+        ("Nomor telepon atau email CS LaciMart berapa?", "contact"),
         ("When did this privacy policy take effect?", "date"),
         ("Kebijakan mana yang nyebutin tanggal mulai berlakunya?", "date"),
         ("Kapan kebijakan ini terakhir diperbarui?", "date"),
@@ -57,7 +58,10 @@ def test_what_a_clause_states() -> None:
     assert states("number", "You may request a copy of your data free of charge.")
     assert states("number", "Permintaan salinan data tidak dikenakan biaya.")
     assert states("contact", "Write to privacy@tokoku.co.id or call +62 21 555 0123.")
-    assert not states("contact", "Please send an email to [email protected].")  # obfuscated
+    assert states("phone", "Call +62 21 555 0123.") and not states("phone", "privacy@x.id")
+    # The seed's scraped pages hide addresses as "[email protected]": one is given there.
+    assert states("email", "Please send an email to [email protected].")
+    assert not states("email", "Call +62 21 555 0123.")
     assert not states("contact", "We collect your email address and phone number.")
     assert states("date", "This Privacy Statement is effective as of 21 July 2021.")
     assert not states("date", "We may change this policy from time to time.")
@@ -71,10 +75,9 @@ def test_what_a_clause_states() -> None:
         ("Berapa hari setelah akun ditutup data saya dihapus?", "webdeskers",
          "Webdeskers Privacy Policy tidak menyebutkan angka untuk hal ini.", "§F"),
         ("What's the phone number for Jubelio's data protection officer?", None,
-         "Jubelio Privacy Notice does not give a phone number or email address for this.",
-         "§CONTACT US"),
+         "Jubelio Privacy Notice does not give a phone number for this.", "§CONTACT US"),
         ("Which of these companies list a phone number for their data protection officer?",
-         None, "None of the policies give a phone number or email address for this.", "§"),
+         None, "None of the policies give a phone number for this.", "§"),
         ("When did this privacy policy take effect?", "lacimart",
          "Kebijakan Privasi LaciMartKTUM does not give a date for this.", "§"),
     ],
@@ -88,6 +91,12 @@ def test_a_number_or_contact_the_policy_does_not_give_is_not_stated(
     assert first == said
     assert any(nearest in line for line in rest)  # where the policy speaks of the topic
     assert answer.trace["asked_fact"]["stated"] is False
+
+
+def test_an_email_address_the_policy_gives_is_answered(assistant: Assistant) -> None:
+    answer = assistant.ask("How do I email Jubelio about my personal data?")
+    assert not answer.refused and answer.citations[0].label == "CONTACT US"
+    assert answer.trace["asked_fact"]["kind"] == "email"
 
 
 def test_a_question_about_the_topic_without_asking_a_number_is_still_answered(
