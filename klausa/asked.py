@@ -8,11 +8,11 @@ email address the policy never gives. A question asking for such a fact is answe
 from a clause that states one.
 
 The cues are deliberately narrow: a number with its unit ("how many days", "berapa biaya",
-"minimum age"), a deadline ("paling lambat"), a phone number or email address to use, or
-the date the policy took effect or was last updated. "How
-long do you keep my data?" and "berapa lama" are answered by a condition ("as long as the
-account is active"), "how quickly" by "within a reasonable time", and "jam berapa gue masuk"
-asks whether the log-in time is recorded: none of them is a cue.
+"minimum age"), a deadline ("paling lambat"), a phone number or email address to use, or the
+date the policy took effect or was last updated. "How long do you keep my data?" and "berapa
+lama" are answered by a condition ("as long as the account is active"), "how quickly" by
+"within a reasonable time", and "jam berapa gue masuk" asks whether the log-in time is
+recorded: none of them is a cue.
 """
 
 from __future__ import annotations
