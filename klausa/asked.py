@@ -3,8 +3,8 @@
 "How many days after I delete my account is my data erased?" is answered by a clause that
 gives a number of days, not by one that only says data is deleted. Similarity cannot tell
 the two apart (the clause is on topic), and such questions were the commonest near-misses on
-the realistic splits: a number of days or hours, a fee, a minimum age, a phone number or an
-email address the policy never gives. A question asking for such a fact is answered only
+the realistic splits: a number of days or hours, a fee, a minimum age, a phone number, an
+email address or a date the policy never gives. A question asking for such a fact is answered only
 from a clause that states one.
 
 The cues are deliberately narrow: a number with its unit ("how many days", "berapa biaya",

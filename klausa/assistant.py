@@ -278,8 +278,9 @@ class Assistant:
         single_policy = policies[0] if policies and len(policies) == 1 else None
         compose_started = time.perf_counter()
         asked = asked_fact(search_text) if self.mode != "bm25" else None
-        # On topic is not enough when the question asks for a number or a contact: "how many
-        # days" is not answered by a clause that gives none. Then the policy does not state it.
+        # On topic is not enough when the question asks for a number, a contact or a date: "how
+        # many days" is not answered by a clause that gives none. Then the policy does not
+        # state it.
         unstated: AskedFact | None = None
         checked = asked is not None and not refused  # whether the clauses were read for it
         chosen: list[Hit] = []
