@@ -46,6 +46,7 @@ _CONTACT_CUES = re.compile(
     r"|\b(?:phone|telephone)\s+number\s+(?:of|for)\b|\be-?mail\s+address\s+(?:of|for)\b"
     r"|\bhow\s+(?:do|can)\s+i\s+(?:e-?mail|call|phone|ring)\b"
     r"|\b(?:nomor|no\.?)\s+(?:telepon|telp|hp|wa|whatsapp)\b[^?]*\b(?:berapa|apa)\b"
+    r"|\b(?:apa|berapa)\s+(?:nomor|no\.?|alamat)\s+(?:telepon|telp|hp|wa|whatsapp|e-?mail)\b"
     r"|\b(?:alamat\s+)?e-?mail(?:nya)?\b[^?]*\b(?:berapa|apa)\s*\??\s*$",
     re.IGNORECASE,
 )

@@ -29,6 +29,8 @@ from tests.conftest import make_settings
         ("How do I email Netmarks' data protection officer?", "email"),
         ("Nomor telepon CS LaciMart berapa?", "phone"),
         ("Nomor telepon atau email CS LaciMart berapa?", "contact"),
+        ("Apa nomor WhatsApp CS Webdeskers?", "phone"),
+        ("Apa alamat email tim privasi mereka?", "email"),
         ("When did this privacy policy take effect?", "date"),
         ("Kebijakan mana yang nyebutin tanggal mulai berlakunya?", "date"),
         ("Kapan kebijakan ini terakhir diperbarui?", "date"),
