@@ -9,8 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from klausa import Answer, Assistant, Citation, QuestionError, Settings
-from klausa.assistant import NEAREST_ON_REFUSAL
-from klausa.compose import section_name
+from klausa.compose import nearest_sections, section_name
 from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
 from klausa.review import ReviewDesk
@@ -184,14 +183,12 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
             st.warning(answer_markdown(answer), icon=":material/block:")
             # The nearest sections are one click away: the asker can read what the policy
             # does say about the topic.
-            nearest = {(h.chunk.policy, h.chunk.label): h
-                       for h in answer.hits[:NEAREST_ON_REFUSAL]}
-            for policy_id, label in nearest:
-                policy = assistant.catalog.policies.get(policy_id)
+            for hit in nearest_sections(answer.hits):
+                policy = assistant.catalog.policies.get(hit.chunk.policy)
                 if policy is not None:
                     with st.expander(ui(language, "read_section",
-                                        section=f"{policy.info.title} §{label}")):
-                        st.text(section_source(policy, label))
+                                        section=f"{policy.info.title} §{hit.chunk.label}")):
+                        st.text(section_source(policy, hit.chunk.label))
         return
     text = answer_markdown(answer)
     generation = answer.trace.get("generation")

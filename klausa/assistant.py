@@ -37,7 +37,6 @@ FOLLOW_UP_CUES = re.compile(
 FOLLOW_UP_MAX_WORDS = 8
 #: How many earlier questions a follow-up borrows its topic from (a chain of follow-ups).
 FOLLOW_UP_DEPTH = 2
-NEAREST_ON_REFUSAL = 3
 #: A policy's best clause is cited for an all-policies question only above this share of the
 #: best clause's fused score, within ``settings.policy_margin`` of the best policy's dense
 #: similarity (or above ``settings.policy_floor``), and when its own support passes the
@@ -45,8 +44,8 @@ NEAREST_ON_REFUSAL = 3
 #: precision 0.76 → 0.89 at recall 0.91).
 ALSO_CITE_FLOOR = 0.6
 MAX_POLICIES_CITED = 5
-#: A question asking for a number or a contact (``klausa.asked``) is answered when one of
-#: this many best clauses gives one.
+#: A question asking for a number, a contact or a date (``klausa.asked``) is answered when
+#: one of this many best clauses gives one.
 ASKED_FACT_DEPTH = 3
 
 
@@ -282,7 +281,7 @@ class Assistant:
         # many days" is not answered by a clause that gives none. Then the policy does not
         # state it.
         unstated: AskedFact | None = None
-        checked = asked is not None and not refused  # whether the clauses were read for it
+        checked = None if refused else asked  # what the clauses were read for, if anything
         chosen: list[Hit] = []
         if not refused and single_policy:
             chosen = choose(hits)
@@ -300,8 +299,7 @@ class Assistant:
         if unstated:
             refused, chosen = True, []
         if refused:
-            nearest = hits[:NEAREST_ON_REFUSAL]
-            answer_text = render_refusal(nearest, catalog, language, single_policy,
+            answer_text = render_refusal(hits, catalog, language, single_policy,
                                          unstated.kind if unstated else None)
             citations = []
         else:
@@ -335,8 +333,8 @@ class Assistant:
                 "terms": retrieval.terms,
                 "support": support,
                 "refusal_threshold": self.settings.refusal_threshold,
-                **({"asked_fact": {"kind": asked.kind, "cue": asked.cue,
-                                   "stated": unstated is None}} if checked and asked else {}),
+                **({"asked_fact": {"kind": checked.kind, "cue": checked.cue,
+                                   "stated": unstated is None}} if checked else {}),
                 **self.missing_concepts(snapshot, hits[0] if hits else None, search_text,
                                         language),
             },

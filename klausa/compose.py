@@ -68,6 +68,10 @@ def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Langua
     )
 
 
+#: How many of the best hits a refusal names as the nearest sections.
+NEAREST_ON_REFUSAL = 3
+
+
 def choose(hits: list[Hit]) -> list[Hit]:
     """The best clause, and close runners-up from other sections of the same policy."""
     if not hits:
@@ -108,21 +112,30 @@ def render_answer(citations: list[Citation], catalog: Catalog, language: Languag
     return "\n".join(parts).strip()
 
 
+def nearest_sections(hits: list[Hit]) -> list[Hit]:
+    """What a refusal points to: the best few hits, one per section, best first (the answer
+    names them; the chat opens each to its text)."""
+    unique: dict[tuple[str, str], Hit] = {}
+    for hit in hits[:NEAREST_ON_REFUSAL]:
+        unique.setdefault((hit.chunk.policy, hit.chunk.label), hit)
+    return sorted(unique.values(), key=lambda h: h.rank)
+
+
 def render_refusal(
-    nearest: list[Hit], catalog: Catalog, language: Language, policy: str | None,
+    hits: list[Hit], catalog: Catalog, language: Language, policy: str | None,
     unstated: FactKind | None = None,
 ) -> str:
-    """"Not covered", or with ``unstated`` "does not give a number (a phone number or email
-    address) for this", then the nearest sections."""
+    """"Not covered", or with ``unstated`` "does not give a number (a phone number, an email
+    address, a date) for this", then the nearest sections."""
     key = f"not_stated_{unstated}" if unstated else "not_covered"
     if policy:
         lines = [phrase("answer", language, key, policy=catalog.info(policy).title)]
     else:
         lines = [phrase("answer", language, f"{key}_all")]
+    nearest = nearest_sections(hits)
     if nearest:
         lines.append(phrase("answer", language, "nearest"))
-        unique = {(h.chunk.policy, h.chunk.label): h for h in reversed(nearest)}
-        for hit in sorted(unique.values(), key=lambda h: h.rank):
+        for hit in nearest:
             lines.append(
                 f"- {catalog.info(hit.chunk.policy).title} §{hit.chunk.label} "
                 f"({hit.chunk.section_title or hit.chunk.label})"
