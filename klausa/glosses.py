@@ -203,11 +203,12 @@ def write_glosses(
     existing = load_glosses(path)
     wanted = sources_to_gloss(chunks)
     systems = {language: phrases("gloss", language)["system"] for _, language in wanted}
+    digests = {language: prompt_digest(system) for language, system in systems.items()}
     keys = {gloss_key(text, language) for text, language in wanted}
 
     def current(text: str, language: Language) -> bool:
         entry = existing.get(gloss_key(text, language))
-        return entry is not None and entry.prompt == prompt_digest(systems[language])
+        return entry is not None and entry.prompt == digests[language]
 
     todo = [(t, lang) for t, lang in wanted if not current(t, lang)]
     run = GlossRun(kept=len(wanted) - len(todo),
@@ -216,11 +217,10 @@ def write_glosses(
     bar = tqdm(total=len(todo), desc=path.name, unit="text", disable=not progress)
     with path.open("a", encoding="utf-8") as handle:
         for text, language in todo:
-            system = systems[language]
             entry = GlossEntry(key=gloss_key(text, language), language=language, source=text,
-                               model=model_name, prompt=prompt_digest(system))
+                               model=model_name, prompt=digests[language])
             try:
-                entry.text = clean_gloss(text, translate(system, text), language)
+                entry.text = clean_gloss(text, translate(systems[language], text), language)
                 run.written += 1
             except GlossRejected as error:
                 entry.rejected = str(error)
