@@ -9,13 +9,14 @@ from pathlib import Path
 import streamlit as st
 
 from klausa import Answer, Assistant, Citation, QuestionError, Settings
+from klausa.catalog import IndexMissingError
 from klausa.compose import nearest_sections, section_name
+from klausa.database import Database
 from klausa.embeddings import ModelLoadError
 from klausa.feedback import AnswerLog
 from klausa.review import ReviewDesk
 from klausa.serving import warmed_assistant
 from klausa.staff import MAX_PASSWORD, SignInError, StaffDirectory, StaffMember
-from klausa.stores import IndexMissingError
 from klausa.types import Language
 from klausa.ui import (
     escape_markdown,
@@ -61,33 +62,29 @@ def assistant_or_error(language: Language) -> Assistant | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _answer_log(data_dir: str, database_url: str | None) -> AnswerLog:
-    return AnswerLog.from_settings(Settings(data_dir=data_dir))
+def _database(data_dir: str, database_url: str | None) -> Database:
+    # The arguments are the cache key: another data dir or database, another engine.
+    return Database.from_settings(Settings(data_dir=data_dir))
+
+
+def database() -> Database:
+    """The deployment's database, once per server process."""
+    settings = Settings()
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return _database(str(settings.data_dir), url)
 
 
 def answer_log() -> AnswerLog:
-    settings = Settings()
-    url = settings.database_url.get_secret_value() if settings.database_url else None
-    return _answer_log(str(settings.data_dir), url)
-
-
-@st.cache_resource(show_spinner=False)
-def _staff_directory(data_dir: str, database_url: str | None, bootstrap: str | None
-                     ) -> StaffDirectory:
-    # The arguments are the cache key: another data dir, database or password, another one.
-    settings = Settings(data_dir=data_dir)
-    return StaffDirectory(answer_log(), bootstrap_password=bootstrap,
-                          bootstrap_name=settings.admin_name)
+    return AnswerLog(database())
 
 
 def staff_directory() -> StaffDirectory:
-    settings = Settings()
-    url = settings.database_url.get_secret_value() if settings.database_url else None
-    return _staff_directory(str(settings.data_dir), url, admin_password())
+    return StaffDirectory(database(), bootstrap_password=admin_password(),
+                          bootstrap_name=Settings().admin_name)
 
 
 def review_desk() -> ReviewDesk:
-    return ReviewDesk(answer_log(), staff_directory())
+    return ReviewDesk(database(), staff_directory())
 
 
 # --- state -------------------------------------------------------------------------------
@@ -175,9 +172,7 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
     language = answer.language
     if answer.refused:
         # "Not stated": the policy speaks of the topic but lacks the number or contact asked.
-        asked = answer.trace.get("asked_fact")
-        heading = "not_stated_heading" if isinstance(asked, dict) and not asked.get(
-            "stated", True) else "not_covered_heading"
+        heading = "not_stated_heading" if answer.trace.not_stated else "not_covered_heading"
         with st.container(border=True):
             st.markdown(f"**{ui(language, heading)}**")
             st.warning(answer_markdown(answer), icon=":material/block:")
@@ -191,10 +186,10 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
                         st.text(section_source(policy, hit.chunk.label))
         return
     text = answer_markdown(answer)
-    generation = answer.trace.get("generation")
+    generation = answer.trace.generation
     # Said only when a written answer was rejected; a model that is down or cannot load
     # is the staff's business (the support desk shows it), not the asker's.
-    if isinstance(generation, dict) and generation.get("raw") and not generation["passed"]:
+    if generation is not None and generation.rejected:
         st.caption(ui(language, "generation_rejected"))
     if stream:
         st.write_stream(stream_words(text))

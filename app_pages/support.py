@@ -19,6 +19,7 @@ from app_pages.common import (
 from klausa import Answer, Assistant
 from klausa.compose import section_name
 from klausa.feedback import AnswerLog, LoggedAnswer
+from klausa.judge import explain
 from klausa.review import (
     NEAR_THRESHOLD,
     NEEDS_SECTION,
@@ -33,8 +34,6 @@ from klausa.staff import StaffMember
 from klausa.ui import escape_markdown, section_tree, ui
 
 ALL = ""
-ASKED_FACTS = {"number": "a number", "phone": "a phone number", "email": "an email address",
-               "contact": "a phone number or email address", "date": "a date"}
 RATINGS = {ALL: "all", "down": "👎 thumbs-down", "up": "👍 thumbs-up", "none": "not rated"}
 REVIEWED = {"no": "not reviewed", "yes": "reviewed", "all": "all"}
 
@@ -132,20 +131,18 @@ def as_the_asker_saw_it(assistant: Assistant, row: LoggedAnswer, answer: Answer)
 
 def explanation(assistant: Assistant, answer: Answer) -> None:
     st.subheader("Why this answer")
-    trace = answer.trace
     for sentence in why_sentences(assistant, answer):
         st.markdown(sentence)
-    generation = trace.get("generation")
-    if isinstance(generation, dict):
-        verdict = "passed" if generation.get("passed") else "failed: " + "; ".join(
-            generation.get("problems", []))
-        share = generation.get("supported_share")
+    generation = answer.trace.generation
+    if generation is not None:
+        verdict = "passed" if generation.passed else "failed: " + "; ".join(generation.problems)
+        share = generation.supported_share
         carried = f"; {share:.0%} of its words carried by the quote" if share is not None else ""
-        st.markdown(f"**Generated answer** ({escape_markdown(str(generation.get('provider')))}, "
-                    f"{generation.get('ms', '–')} ms): verification {escape_markdown(verdict)}"
-                    f"{carried}")
-        if generation.get("raw"):
-            st.code(generation["raw"], language=None, wrap_lines=True)
+        took = f"{generation.ms} ms" if generation.ms is not None else "– ms"
+        st.markdown(f"**Generated answer** ({escape_markdown(generation.provider)}, {took}): "
+                    f"verification {escape_markdown(verdict)}{carried}")
+        if generation.raw:
+            st.code(generation.raw, language=None, wrap_lines=True)
     if answer.timings_ms:
         st.caption("Time: " + " · ".join(f"{stage} {ms:.0f} ms"
                                          for stage, ms in answer.timings_ms.items()))
@@ -156,50 +153,31 @@ def _words(items: list[str]) -> str:
 
 
 def why_sentences(assistant: Assistant, answer: Answer) -> list[str]:
-    """The trace as sentences a reviewer reads (never a raw dict)."""
+    """The trace as sentences a reviewer reads (never a raw dict): the judge's reason, then
+    the words, what was searched and the follow-up it was read as."""
     trace = answer.trace
     catalog = assistant.catalog
-    sentences = []
-    support = trace.get("support") or {}
-    threshold = trace.get("refusal_threshold")
-    if isinstance(support, dict) and "support" in support and threshold is not None:
-        value = support["support"]
-        gap = value - threshold
-        outcome = ("said the policy does not say" if answer.refused else "answered")
-        close = f" — within {NEAR_THRESHOLD} of it, a close call" if abs(gap) <= NEAR_THRESHOLD \
-            else ""
-        sentences.append(
-            f"**Support {value:.3f}** (dense similarity {support.get('dense', 0):.3f}, "
-            f"{support.get('coverage', 0):.0%} of the question's words in the clause, "
-            f"{support.get('unknown', 0):.0%} used by no policy) is **{abs(gap):.3f} "
-            f"{'above' if gap >= 0 else 'below'} the refusal threshold {threshold:.3f}**"
-            f"{close}, so Klausa {outcome}.")
-    asked = trace.get("asked_fact")
-    if isinstance(asked, dict):
-        what = ASKED_FACTS.get(asked.get("kind"), "a fact")
-        cue = escape_markdown(str(asked.get("cue", "")))
-        sentences.append(
-            f"The question asks for {what} (“{cue}”); " + (
-                "a clause Klausa would cite gives one." if asked.get("stated") else
-                "**no clause Klausa would cite gives one**, so it said the policy does not "
-                "state it."))
-    unmatched, unknown = trace.get("unmatched_terms"), trace.get("unknown_terms")
+    # Answers logged before the judge wrote its reason get it told from their trace.
+    outcome = trace.outcome or ("answered" if not answer.refused else
+                                "not_stated" if trace.not_stated else "not_covered")
+    reason = trace.reason or explain(trace.support, trace.refusal_threshold, outcome,
+                                     trace.asked_fact)
+    sentences = [reason] if reason else []
+    unmatched, unknown = trace.unmatched_terms, trace.unknown_terms
     if unknown:
         sentences.append(f"No policy uses: {_words(unknown)}.")
     if unmatched:
         sentences.append(f"Not in the best clause: {_words(unmatched)}.")
     elif unmatched is not None and not answer.refused:
         sentences.append("Every word of the question is in the best clause.")
-    policies = trace.get("policies")
+    policies = trace.policies
     searched = ", ".join(catalog.info(p).title if p in catalog.policies else p
                          for p in policies) if policies else "all policies"
     sentences.append(f"Searched {escape_markdown(searched)} as “"
-                     f"{escape_markdown(str(trace.get('search_text', answer.question)))}”.")
-    followed = trace.get("follow_up_of")  # a list; one string in answers logged before
-    followed = [followed] if isinstance(followed, str) else followed or []
-    if followed:
+                     f"{escape_markdown(trace.search_text or answer.question)}”.")
+    if trace.follow_up_of:
         sentences.append("Read as a follow-up of: " + "; ".join(
-            f"“{escape_markdown(q)}”" for q in followed) + ".")
+            f"“{escape_markdown(q)}”" for q in trace.follow_up_of) + ".")
     return sentences
 
 

@@ -130,7 +130,8 @@ def measure_variants(embedder: SentenceTransformerEmbedder, settings: Settings) 
     if bfloat16 is not None and embedder.spec is not None and embedder.spec.compiles:
         # The same bfloat16 model with its transformer compiled ahead of time (what a server
         # runs once the package is built; built here if need be).
-        compiled = CompiledTransformer(Path(embedder.name), bfloat16)
+        compiled = CompiledTransformer(Path(embedder.name), bfloat16,
+                                       probe=embedder.spec.query_prompt + CompiledTransformer.PROBE)
         if compiled.wait(900):
             log.info("measuring bfloat16 model, compiled")
             results["variants"]["bfloat16 compiled"] = figures(

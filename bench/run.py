@@ -28,6 +28,7 @@ from benchlib import status_mb, write_results
 from ingest.pipeline import ingest
 from klausa.assistant import Assistant
 from klausa.baseline import TutorialRAG
+from klausa.cases import Record
 from klausa.embeddings import load_embedder
 from klausa.evaluation import AssistantAsker, Case, load_cases, report
 from klausa.settings import Settings
@@ -74,7 +75,7 @@ def latency(values: Sequence[float]) -> dict[str, float]:
             "p99": round(float(p99), 1), "mean": round(float(np.mean(values)), 1)}
 
 
-def timed_pass(ask: Callable[[Case], dict], cases: list[Case]) -> list[dict]:
+def timed_pass(ask: Callable[[Case], Record], cases: list[Case]) -> list[Record]:
     for case in cases[:WARM_UP]:
         ask(case)
     return [ask(case) for case in cases]
@@ -143,10 +144,10 @@ def run(quick: bool) -> dict:
 
         log.info("warm ask: %d questions after %d warm-up", len(cases), WARM_UP)
         records = timed_pass(AssistantAsker(assistant, "klausa"), cases)
-        parts = {p: round(float(np.mean([r["timings_ms"].get(p, 0.0) for r in records])), 2)
+        parts = {p: round(float(np.mean([r.timings_ms.get(p, 0.0) for r in records])), 2)
                  for p in PARTS}
         quality = report(records)["overall"]
-        results["klausa"] = {**latency([r["latency_ms"] for r in records]), "parts_mean_ms": parts,
+        results["klausa"] = {**latency([r.latency_ms for r in records]), "parts_mean_ms": parts,
                              "hit@1": quality["hit@1"], "mrr": quality["mrr"]}
 
         log.info("tutorial RAG baseline: building its index")
@@ -155,7 +156,7 @@ def run(quick: bool) -> dict:
         build_s = time.perf_counter() - started
         records = timed_pass(tutorial, cases)
         quality = report(records)["overall"]
-        results["tutorial"] = {**latency([r["latency_ms"] for r in records]),
+        results["tutorial"] = {**latency([r.latency_ms for r in records]),
                                "build_s": round(build_s, 2),
                                "hit@1": quality["hit@1"], "mrr": quality["mrr"]}
         results["ratio"] = {q: round(results["klausa"][q] / results["tutorial"][q], 2)

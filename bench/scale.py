@@ -183,12 +183,12 @@ def ask(data_dir: Path, corpus: Path, models: Path, limit: int | None,
     for case in cases[:WARM_UP]:
         asker(case)
     records = [asker(case) for case in cases]
-    latencies = [r["latency_ms"] for r in records]
+    latencies = [r.latency_ms for r in records]
     p50, p95, p99 = (round(float(x), 1) for x in np.percentile(latencies, [50, 95, 99]))
-    parts = {p: round(float(np.mean([r["timings_ms"].get(p, 0.0) for r in records])), 1)
+    parts = {p: round(float(np.mean([r.timings_ms.get(p, 0.0) for r in records])), 1)
              for p in ("embed", "dense", "lexical", "fuse", "compose", "total")}
-    named = [r for r in records if r["case"]["policy"]]
-    every = [r for r in records if not r["case"]["policy"]]
+    named = [r for r in records if r.case.policy]
+    every = [r for r in records if not r.case.policy]
     figures = {"overall": report(records)["overall"], "named": score(named),
                "all_policies": score(every)}
     keep = ("questions", "answerable", "hit@1", "hit@5", "mrr", "citation_accuracy")

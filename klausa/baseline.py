@@ -5,10 +5,16 @@ It shows what section-aware clause chunking buys; it is measured, never served.
 
 from __future__ import annotations
 
-import json
 import time
 
-from klausa.cases import Asker, Case, label_matches, passage_matches, policy_language
+from klausa.cases import (
+    Asker,
+    Case,
+    Record,
+    label_matches,
+    passage_matches,
+    policy_language,
+)
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder
 from klausa.stores import LangChainEmbeddings, policy_filter
@@ -58,7 +64,7 @@ class TutorialRAG(Asker):
             if label_matches(chunk.policy, chunk.label, case, self.catalog)
         ]
 
-    def __call__(self, case: Case) -> dict:
+    def __call__(self, case: Case) -> Record:
         started = time.perf_counter()
         policies = [case.policy] if case.policy else None
         found = self.store.similarity_search_with_score(
@@ -82,27 +88,16 @@ class TutorialRAG(Asker):
                 rank = position
                 break
         shown = found[0][0].page_content if found else ""
-        return {
-            "question": case.question,
-            "language": detect_language(case.question),
-            "answer": shown,
-            "refused": False,
-            "citations": [],
-            "hits": [
-                {
-                    "policy": d.metadata["policy"],
-                    "start": d.metadata["start_index"],
-                    "distance": float(score),
-                }
-                for d, score in found
-            ],
-            "case": json.loads(case.model_dump_json()),
-            "retriever": self.name,
-            "rank": rank,
-            "cited_ok": False,
-            "quote_ok": None,
+        return Record(
+            question=case.question,
+            language=detect_language(case.question),
+            answer=shown,
+            refused=False,
+            case=case,
+            retriever=self.name,
+            rank=rank,
             # What such a system shows is the chunk itself, in the policy's language.
-            "answer_language": detect_language(shown) if shown else case.lang,
-            "latency_ms": round(latency, 2),
-            "policy_language": policy_language(case, self.catalog),
-        }
+            answer_language=detect_language(shown) if shown else case.lang,
+            latency_ms=round(latency, 2),
+            policy_language=policy_language(case, self.catalog),
+        )

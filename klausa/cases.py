@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from klausa.catalog import Catalog
-from klausa.types import Chunk, Language
+from klausa.types import Answer, Chunk, Language
 
 #: A retrieved chunk "is" a gold passage when this share of the shorter one's words is shared.
 PASSAGE_OVERLAP = 0.6
@@ -95,12 +95,29 @@ def chunk_matches(chunk: Chunk, case: Case, catalog: Catalog) -> bool:
     return label_matches(chunk.policy, chunk.label, case, catalog)
 
 
+class Record(Answer):
+    """One question of an evaluation run: the answer as given, the case it answers, and how it
+    scored (one JSON line of ``klausa eval --per-question``)."""
+
+    case: Case
+    retriever: str
+    #: Rank of the first retrieved clause that matches the gold (None: none did).
+    rank: int | None = None
+    cited_ok: bool = False
+    #: The case's ``quote`` is in the first cited clause (None: the case has none).
+    quote_ok: bool | None = None
+    answer_language: Language
+    latency_ms: float
+    #: Language of the policy asked about, or "all".
+    policy_language: str
+
+
 class Asker:
     """Anything that answers a case: the assistant, or a baseline."""
 
     name: str
 
-    def __call__(self, case: Case) -> dict:  # returns a per-question record
+    def __call__(self, case: Case) -> Record:
         raise NotImplementedError
 
 

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "policies.toml"
 
 
+class IndexMissingError(RuntimeError):
+    """No index to answer from; the message says how to build one."""
+
+
 class ManifestError(ValueError):
     pass
 

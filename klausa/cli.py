@@ -240,9 +240,9 @@ def ask(
 ) -> None:
     """Answer QUESTION, citing the section it comes from."""
     from klausa.assistant import Assistant, QuestionError
+    from klausa.catalog import IndexMissingError
     from klausa.compose import section_name
     from klausa.embeddings import ModelLoadError
-    from klausa.stores import IndexMissingError
 
     if llm:
         settings = settings.model_copy(update={"llm": llm})
@@ -256,10 +256,10 @@ def ask(
     if as_json:
         click.echo(answer.model_dump_json(indent=2))
         return
-    generation = answer.trace.get("generation")
-    if isinstance(generation, dict) and not generation["passed"]:
+    generation = answer.trace.generation
+    if generation is not None and not generation.passed:
         click.echo("note: the generated answer was not used (" + "; ".join(
-            generation["problems"]) + "); this is the extractive answer.", err=True)
+            generation.problems) + "); this is the extractive answer.", err=True)
     click.echo(answer.answer)
     if answer.citations:
         click.echo("")
@@ -276,9 +276,9 @@ def serve(settings: Settings, port: int, streamlit_options: tuple[str, ...]) -> 
     reports healthy only when it can answer at once. Extra options go to `streamlit run`."""
     from streamlit.web import cli as streamlit_cli
 
+    from klausa.catalog import IndexMissingError
     from klausa.embeddings import ModelLoadError
     from klausa.serving import warm_assistant
-    from klausa.stores import IndexMissingError
 
     os.environ["KLAUSA_DATA_DIR"] = str(settings.data_dir)  # the app reads its own Settings
     started = time.perf_counter()
@@ -384,14 +384,14 @@ def evaluate(
         click.echo(f"\n{text}")
     if per_question:
         per_question.write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in outcome.records), "utf-8"
+            "".join(r.model_dump_json() + "\n" for r in outcome.records), "utf-8"
         )
     if json_out:
         json_out.write_text(json.dumps(outcome.figures, indent=2), "utf-8")
     if calibrate:
         from klausa.evaluation import calibrate_refusal
 
-        first = [r for r in outcome.records if r["retriever"] == names[0]]
+        first = [r for r in outcome.records if r.retriever == names[0]]
         found = calibrate_refusal(first)
         click.echo("\nrefusal calibration (≤ 2 % false refusals): " + (
             "needs answerable and unanswerable questions" if found is None else

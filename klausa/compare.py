@@ -29,22 +29,18 @@ class PolicyRow:
 
 def compare(assistant: Assistant, question: str,
             language: Language | None = None) -> list[PolicyRow]:
-    """The question asked of each indexed policy, in the catalog's order. A policy whose best
-    clause's similarity is more than ``settings.policy_margin`` below the best policy's (and
-    under ``settings.policy_floor``) is "not stated", as in an all-policies answer in the
-    chat. Raises ``QuestionError`` (in the asker's language) for an empty or oversized
-    question."""
+    """The question asked of each indexed policy, in the catalog's order. A policy the judge
+    finds not addressing it beside the others (``Judge.addressing``) is "not stated", as in an
+    all-policies answer in the chat. Raises ``QuestionError`` (in the asker's language) for an
+    empty or oversized question."""
     _, language = assistant.check_question(question, language)
     catalog = assistant.catalog
     answers = {policy_id: assistant.ask(question, policy=policy_id, language=language,
                                         generate=False)
                for policy_id in catalog.policies}
-    similarity = {p: float(a.trace["support"]["dense"]) for p, a in answers.items()
-                  if not a.refused}
-    best = max(similarity.values(), default=0.0)
+    addressing = assistant.judge.addressing({p: a.trace for p, a in answers.items()})
     return [PolicyRow(policy_id, catalog.policies[policy_id].info.title, answer,
-                      addresses=assistant.settings.addresses(similarity.get(policy_id, 0.0),
-                                                             best))
+                      addresses=policy_id in addressing)
             for policy_id, answer in answers.items()]
 
 

@@ -1,20 +1,21 @@
-"""Ranked clauses → a cited answer in the asker's language (extractive: quotes, never invents)."""
+"""A judgement → a cited answer in the asker's language (extractive: quotes, never invents).
+
+What to cite or whether to refuse is decided by ``klausa.judge``; this module only renders."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from klausa.asked import FactKind
 from klausa.catalog import Catalog
+from klausa.judge import Judgement
 from klausa.prompts import phrase
 from klausa.text import analyse, default_lexicon, sentence_spans
 from klausa.types import Citation, Hit, Language
 
 #: Clauses up to this long are quoted whole; longer ones by their best sentences.
 QUOTE_WHOLE_CHARS = 320
-#: A further clause is cited when its fused score is within this share of the best one.
-ALSO_CITE_RATIO = 0.92
-MAX_CITATIONS = 3
 
 
 def supporting_span(text: str, language: Language, terms: set[str]) -> tuple[int, int]:
@@ -72,19 +73,32 @@ def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Langua
 NEAREST_ON_REFUSAL = 3
 
 
-def choose(hits: list[Hit]) -> list[Hit]:
-    """The best clause, and close runners-up from other sections of the same policy."""
-    if not hits:
-        return []
-    best = hits[0]
-    chosen = [best]
-    for hit in hits[1:]:
-        if len(chosen) >= MAX_CITATIONS or hit.score < best.score * ALSO_CITE_RATIO:
-            break
-        if (hit.chunk.policy, hit.chunk.label) not in {(h.chunk.policy, h.chunk.label)
-                                                       for h in chosen}:
-            chosen.append(hit)
-    return chosen
+@dataclass(frozen=True)
+class Composed:
+    text: str
+    citations: list[Citation]
+    #: The hits shown in the trace: the candidates, and any clause cited from further down.
+    hits: list[Hit]
+
+
+def compose(judgement: Judgement, hits: list[Hit], catalog: Catalog, terms: list[str],
+            language: Language, policies: list[str] | None) -> Composed:
+    """The answer as the asker reads it: the refusal with the nearest sections, or the cited
+    clauses quoted (an answer about several policies: one part per policy, then the searched
+    policies that do not address the question)."""
+    single_policy = policies[0] if policies and len(policies) == 1 else None
+    if judgement.refused:
+        unstated = judgement.asked.kind if judgement.outcome == "not_stated" and (
+            judgement.asked) else None
+        return Composed(render_refusal(hits, catalog, language, single_policy, unstated), [],
+                        hits)
+    citations = [cite(h, catalog, terms, language) for h in judgement.chosen]
+    unaddressed = None if single_policy else [
+        catalog.info(p).title for p in (policies or catalog.policies)
+        if p not in {c.policy for c in citations}
+    ]
+    return Composed(render_answer(citations, catalog, language, unaddressed), citations,
+                    hits + [h for h in judgement.chosen if h not in hits])
 
 
 def render_answer(citations: list[Citation], catalog: Catalog, language: Language,

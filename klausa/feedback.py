@@ -9,13 +9,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from klausa.schema import ANSWERS, REVIEWS, migrate, review_columns
-from klausa.settings import Settings
+from klausa.database import Database
+from klausa.schema import ANSWERS, REVIEWS, review_columns
 from klausa.types import Answer
 
 log = logging.getLogger(__name__)
@@ -65,14 +64,6 @@ class LoggedAnswer(BaseModel):
     urgency: int | None = None
 
 
-def _sqlite_pragmas(connection: object, _record: object) -> None:
-    # WAL: a writer killed mid-stream loses at most the record in flight.
-    cursor = connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -93,26 +84,12 @@ def answer_filters(policy: str | None, language: str | None,
 
 
 class AnswerLog:
-    """SQLite under the data dir by default (WAL); any SQLAlchemy URL, e.g. PostgreSQL, too.
-    The schema is created on first use."""
+    """Every answer given, with the asker's rating and comment, in the deployment's
+    ``Database``."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
-        if url is None:
-            if path is None:
-                raise ValueError("AnswerLog needs a path or a database URL")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{path}"
-        self.url = url
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.migrated_from = migrate(self.engine)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AnswerLog:
-        if settings.database_url:
-            return cls(url=settings.database_url.get_secret_value())
-        return cls(settings.feedback_db)
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.engine = database.engine
 
     def record(self, answer: Answer, session: str | None = None) -> str:
         """Store an answer; returns its id (what feedback refers to)."""

@@ -29,6 +29,7 @@ from klausa.text import (
     normalise,
     words,
 )
+from klausa.trace import GenerationTrace
 from klausa.types import Answer, Chunk, Citation, Hit, Language
 
 log = logging.getLogger(__name__)
@@ -371,19 +372,20 @@ class Generator:
         draft = parse(raw)
         verdict = (Verdict([error], []) if error
                    else verify(draft, sources, answer.question, answer.language))
-        trace = {
-            "provider": self.provider,
-            "passed": verdict.passed,
-            "problems": verdict.problems,
-            "supported_share": None if verdict.supported is None else round(verdict.supported, 3),
-            "raw": raw,
-            "sources": [f"{s.chunk.policy}:{s.chunk.label}" for s in sources],
-            "ms": round(elapsed, 1),
-        }
+        trace = GenerationTrace(
+            provider=self.provider,
+            passed=verdict.passed,
+            problems=verdict.problems,
+            supported_share=None if verdict.supported is None else round(verdict.supported, 3),
+            raw=raw,
+            sources=[f"{s.chunk.policy}:{s.chunk.label}" for s in sources],
+            ms=round(elapsed, 1),
+        )
         timings = {**answer.timings_ms, "generate": round(elapsed, 2),
                    "total": round(answer.timings_ms.get("total", 0.0) + elapsed, 2)}
-        update: dict[str, object] = {"timings_ms": timings,
-                                     "trace": {**answer.trace, "generation": trace}}
+        update: dict[str, object] = {
+            "timings_ms": timings,
+            "trace": answer.trace.model_copy(update={"generation": trace})}
         if verdict.passed:
             text, citations = render(draft, verdict, sources, catalog, answer.language)
             update |= {"answer": text, "citations": citations}

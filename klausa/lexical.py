@@ -8,13 +8,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 
 from klausa.files import write_atomically
 from klausa.text import analyse
 from klausa.types import Chunk
+
+if TYPE_CHECKING:
+    import bm25s
 
 log = logging.getLogger(__name__)
 # bm25s sets its own logger to DEBUG; its chatter is not ours to print.
@@ -112,6 +115,8 @@ class LexicalIndex:
     @classmethod
     def from_terms(cls, chunks: Sequence[Chunk], corpus: Sequence[list[str]]) -> LexicalIndex:
         """BM25 over already analysed chunks (``corpus[i]`` are the terms of ``chunks[i]``)."""
+        import bm25s
+
         bm25 = bm25s.BM25()
         if corpus:
             bm25.index([terms or [""] for terms in corpus], show_progress=False)
@@ -143,6 +148,8 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
+        import bm25s
+
         meta = json.loads((directory / "chunks.json").read_text("utf-8"))
         bm25 = (
             bm25s.BM25.load(str(directory), show_progress=False) if meta["ids"] else (bm25s.BM25())

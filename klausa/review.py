@@ -21,7 +21,9 @@ from typing import Literal
 import sqlalchemy as sa
 
 from klausa.cases import Case
+from klausa.database import Database
 from klausa.feedback import AnswerLog, LoggedAnswer, answer_filters, now
+from klausa.judge import CLOSE_CALL
 from klausa.schema import ANSWERS, REVIEWS
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
@@ -40,7 +42,7 @@ VERDICT_LABELS: dict[str, str] = {
 #: The verdicts that name the section the answer should have cited.
 NEEDS_SECTION: frozenset[str] = frozenset({"wrong_clause", "should_answer"})
 #: Support within this distance of the refusal threshold is "close" (either side).
-NEAR_THRESHOLD = 0.05
+NEAR_THRESHOLD = CLOSE_CALL
 #: Questions before a reviewed one in the same conversation kept as its case's ``history``.
 HISTORY_TURNS = 3
 
@@ -85,14 +87,14 @@ def reason(row: LoggedAnswer) -> Reason:
 class ReviewDesk:
     """The queue and the verdicts, over the answer log (and its staff, for who did what)."""
 
-    def __init__(self, answer_log: AnswerLog, staff: StaffDirectory) -> None:
-        self.log = answer_log
-        self.staff = staff
+    def __init__(self, database: Database, staff: StaffDirectory | None = None) -> None:
+        self.log = AnswerLog(database)
+        self.staff = staff or StaffDirectory(database)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewDesk:
-        answer_log = AnswerLog.from_settings(settings)
-        return cls(answer_log, StaffDirectory.from_settings(settings, answer_log))
+        database = Database.from_settings(settings)
+        return cls(database, StaffDirectory.from_settings(settings, database))
 
     def queue(self, *, policy: str | None = None, language: str | None = None,
               rating: str | None = None, reviewed: Reviewed = "no",
@@ -183,7 +185,7 @@ class ReviewDesk:
     def history(self, row: LoggedAnswer, answer: Answer) -> list[str]:
         """The questions asked just before this one in the same conversation, when it was
         read as their follow-up (otherwise they did not change its answer)."""
-        if not row.session or not answer.trace.get("follow_up_of"):
+        if not row.session or not answer.trace.follow_up_of:
             return []
         with self.log.engine.connect() as db:
             earlier = db.execute(

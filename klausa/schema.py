@@ -11,6 +11,8 @@ import logging
 
 import sqlalchemy as sa
 
+from klausa.trace import Trace
+
 log = logging.getLogger(__name__)
 
 #: Version 1: the answers and their ratings (sessions 1–4). Version 2: review columns on the
@@ -99,18 +101,12 @@ ADDED_ANSWER_COLUMNS = ("support", "threshold", "generation_rejected")
 
 
 def review_columns(record: dict) -> dict[str, object]:
-    """What the review queue orders by, read out of a stored answer record."""
-    trace = record.get("trace") or {}
-    support = trace.get("support") or {}
-    generation = trace.get("generation")
-    rejected = bool(isinstance(generation, dict) and generation.get("raw")
-                    and not generation.get("passed"))
-    value = support.get("support") if isinstance(support, dict) else None
-    threshold = trace.get("refusal_threshold")
+    """What the review queue orders by, read out of a stored answer record (of any age)."""
+    trace = Trace.model_validate(record.get("trace") or {})
     return {
-        "support": float(value) if isinstance(value, int | float) else None,
-        "threshold": float(threshold) if isinstance(threshold, int | float) else None,
-        "generation_rejected": rejected,
+        "support": trace.support.support if trace.support is not None else None,
+        "threshold": trace.refusal_threshold,
+        "generation_rejected": trace.generation is not None and trace.generation.rejected,
     }
 
 

@@ -113,12 +113,6 @@ class Settings(BaseSettings):
                 setattr(self, name, getattr(spec, name))
         return self
 
-    def addresses(self, dense: float, best_dense: float) -> bool:
-        """Whether a policy whose best clause has this dense similarity answers a question
-        asked of every policy, the best policy's being ``best_dense``."""
-        assert self.policy_margin is not None and self.policy_floor is not None
-        return dense >= min(best_dense - self.policy_margin, self.policy_floor)
-
     @property
     def models_dir(self) -> Path:
         return self.models_path or self.data_dir / "models"
@@ -160,8 +154,9 @@ class Settings(BaseSettings):
         return self.generation_dir / "chroma"
 
     @property
-    def feedback_db(self) -> Path:
-        return self.data_dir / "feedback.sqlite3"
+    def database_path(self) -> Path:
+        """The SQLite database (answers, feedback, reviews, staff) unless ``database_url``."""
+        return self.data_dir / "klausa.sqlite3"
 
     @property
     def collection_name(self) -> str:

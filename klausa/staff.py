@@ -1,6 +1,6 @@
 """Staff accounts: named reviewers and admins, their sign-in, and a record of what they did.
 
-Accounts live in the answer-log database (``klausa.schema``) with argon2id hashes; a password
+Accounts live in the deployment's database (``klausa.database``) with argon2id hashes; a password
 is never stored, logged or kept after the check. The lockout after repeated failures is kept
 in the database too, so it holds across server processes and restarts. ``KLAUSA_ADMIN_PASSWORD``
 still signs in a bootstrap admin (``KLAUSA_ADMIN_NAME``, "admin") while no account of that
@@ -19,7 +19,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 
-from klausa.feedback import AnswerLog, now
+from klausa.database import Database
+from klausa.feedback import now
 from klausa.schema import ACTIVITY, SIGN_IN_ATTEMPTS, STAFF
 from klausa.settings import Settings
 
@@ -98,22 +99,22 @@ def check_password(password: str) -> str:
 
 
 class StaffDirectory:
-    """Accounts, sign-in and the activity record, over an answer log's database."""
+    """Accounts, sign-in and the activity record, in the deployment's ``Database``."""
 
-    def __init__(self, answer_log: AnswerLog, *, bootstrap_password: str | None = None,
+    def __init__(self, database: Database, *, bootstrap_password: str | None = None,
                  bootstrap_name: str = "admin", max_failures: int = MAX_FAILURES,
                  lockout: float = LOCKOUT_SECONDS) -> None:
-        self.engine = answer_log.engine
+        self.engine = database.engine
         self._bootstrap_password = bootstrap_password or None
         self.bootstrap_name = bootstrap_name
         self.max_failures = max_failures
         self.lockout = lockout
 
     @classmethod
-    def from_settings(cls, settings: Settings, answer_log: AnswerLog | None = None
+    def from_settings(cls, settings: Settings, database: Database | None = None
                       ) -> StaffDirectory:
         password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        return cls(answer_log or AnswerLog.from_settings(settings), bootstrap_password=password,
+        return cls(database or Database.from_settings(settings), bootstrap_password=password,
                    bootstrap_name=settings.admin_name)
 
     # --- accounts --------------------------------------------------------------------------

@@ -11,16 +11,13 @@ from urllib.parse import urlparse
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from klausa.catalog import IndexMissingError
 from klausa.embeddings import Embedder
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
 #: Rows per Chroma write or read (its maximum batch is a few thousand).
 WRITE_PAGE = 1000
-
-
-class IndexMissingError(RuntimeError):
-    """No index to answer from; the message says how to build one."""
 
 
 class VectorStore(Protocol):

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from klausa.trace import Trace
+
 Language = Literal["en", "id"]
 
 
@@ -153,13 +155,12 @@ class Answer(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     hits: list[Hit] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
-    trace: dict[str, object] = Field(default_factory=dict)
+    trace: Trace = Field(default_factory=Trace)
 
     def as_turn(self) -> Turn:
-        followed = self.trace.get("follow_up_of")
         return Turn(
             question=self.question,
             policy=self.citations[0].policy if self.citations else self.policy,
             labels=[c.label for c in self.citations],
-            topic=[str(t) for t in followed] if isinstance(followed, list) else [],
+            topic=list(self.trace.follow_up_of),
         )

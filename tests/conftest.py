@@ -56,6 +56,24 @@ def assistant(seed_settings: Settings, embedder: Embedder) -> Assistant:
     return Assistant(seed_settings, embedder=embedder)
 
 
+@pytest.fixture(scope="session")
+def hashing_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The seed corpus indexed with the test embedder shipped with the library
+    (``klausa.testing``): the fast tier's index, built in seconds."""
+    from ingest.pipeline import ingest
+
+    settings = make_settings(tmp_path_factory.mktemp("hashing-index"),
+                             embedding_model="hashing-test")
+    report = ingest(settings)
+    assert not report.errors, report.errors
+    return settings
+
+
+@pytest.fixture(scope="session")
+def quick_assistant(hashing_settings: Settings) -> Assistant:
+    return Assistant(hashing_settings)
+
+
 @pytest.fixture
 def corpus_copy(tmp_path: Path) -> Path:
     """A private copy of the seed corpus that a test may edit."""

@@ -71,11 +71,11 @@ def test_a_short_question_naming_another_company_is_not_a_follow_up(
     first = assistant.ask("How long does Netmarks keep my personal information?")
     assert first.citations[0].policy == "netmarks"
     other = assistant.ask("Will LaciMart give my data to the police?", history=[first])
-    assert not other.trace.get("follow_up_of")
+    assert not other.trace.follow_up_of
     assert [c.label for c in other.citations][:1] == ["B.5"]  # penegakan hukum
     # Naming the same company again still lets a short question follow up.
     same = assistant.ask("Does Netmarks delete it after that?", history=[first])
-    assert same.trace.get("follow_up_of")
+    assert same.trace.follow_up_of
 
 
 def test_unanswerable_questions_are_refused_in_the_askers_language(
@@ -115,7 +115,7 @@ def test_all_policies_question_cites_several_policies(assistant: Assistant) -> N
 
 def test_a_company_named_in_the_question_narrows_the_search(assistant: Assistant) -> None:
     answer = assistant.ask("Does Interindo use cookies?")
-    assert answer.trace["policies"] == ["interindo"]
+    assert answer.trace.policies == ["interindo"]
     assert {h.chunk.policy for h in answer.hits} == {"interindo"}
     assert answer.citations[0].label == "4"
 
@@ -185,7 +185,7 @@ def test_a_follow_up_of_a_follow_up_keeps_the_conversations_topic(assistant: Ass
         answer = assistant.ask(question, history=turns)
         assert not answer.refused
         turns.append(answer.as_turn())
-    assert answer.trace["follow_up_of"] == ["Apakah memakai cookies?", "bisa saya blokir?"]
+    assert answer.trace.follow_up_of == ["Apakah memakai cookies?", "bisa saya blokir?"]
     assert answer.language == "id"
     assert answer.citations[0].policy == "netmarks"
     assert answer.citations[0].label == "Cookies and Other Website Technologies"
@@ -196,8 +196,10 @@ def test_the_words_no_policy_uses_are_words_with_a_topic(assistant: Assistant) -
     "what's" or "how much"."""
     colour = assistant.ask("What's Jubelio's favourite colour?", generate=False)
     assert colour.refused
-    assert "colour" in colour.trace["unknown_terms"]
-    assert "what's" not in colour.trace["unknown_terms"] + colour.trace["unmatched_terms"]
+    assert "colour" in (colour.trace.unknown_terms or [])
+    assert "what's" not in (colour.trace.unknown_terms or []) + (
+        colour.trace.unmatched_terms or [])
     price = assistant.ask("How much does Webdeskers charge per month?", generate=False)
-    assert "month" in price.trace["unmatched_terms"]
-    assert not {"much", "per"} & set(price.trace["unknown_terms"] + price.trace["unmatched_terms"])
+    assert "month" in (price.trace.unmatched_terms or [])
+    assert not {"much", "per"} & set(
+        (price.trace.unknown_terms or []) + (price.trace.unmatched_terms or []))

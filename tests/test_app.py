@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from klausa.catalog import Catalog
-from klausa.feedback import AnswerLog
+from klausa.database import Database
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
 from tests.conftest import REPO
@@ -74,7 +74,7 @@ def test_refusal_renders_as_a_refusal(app: AppTest) -> None:
 def test_feedback_lands_in_sqlite(app: AppTest) -> None:
     ask(app, "How long does Interindo keep my data?")
     app.get("feedback")[0].set_value(1).run()
-    rows = sqlite3.connect(Settings().feedback_db).execute(
+    rows = sqlite3.connect(Settings().database_path).execute(
         "SELECT question, rating, citations, language FROM answers").fetchall()
     assert rows == [("How long does Interindo keep my data?", 1,
                      '["Interindo Privacy Policy §6"]', "en")]
@@ -101,7 +101,7 @@ def sign_in(at: AppTest, page: str, name: str, password: str) -> AppTest:
 
 
 def add_reviewer(name: str = "rina") -> None:
-    staff = StaffDirectory(AnswerLog.from_settings(Settings()))
+    staff = StaffDirectory(Database.from_settings(Settings()))
     staff.add(name, REVIEWER_PASSWORD, "reviewer", by="test")
 
 
@@ -203,7 +203,7 @@ def test_the_review_queue_opens_the_thumbs_down_first_and_stores_a_verdict(
     next(b for b in app.button if b.label == "Save verdict").click().run()
     assert not app.exception
     assert any("Saved: Wrong clause → §6" in s.value for s in app.success)
-    rows = sqlite3.connect(Settings().feedback_db).execute(
+    rows = sqlite3.connect(Settings().database_path).execute(
         "SELECT a.question, r.verdict, r.section, r.note, r.reviewer FROM reviews r "
         "JOIN answers a ON a.id = r.answer_id").fetchall()
     assert rows == [("How long does Interindo keep my data?", "wrong_clause", "6",
@@ -247,7 +247,7 @@ def test_an_admin_adds_a_reviewer_account_on_the_library_page(app: AppTest) -> N
     app.text_input(key="new-account-again").input(REVIEWER_PASSWORD)
     next(b for b in app.button if b.label == "Add account").click().run()
     assert any("Added dewi (reviewer)" in m.value for m in app.success)
-    staff = StaffDirectory(AnswerLog.from_settings(Settings()))
+    staff = StaffDirectory(Database.from_settings(Settings()))
     assert staff.sign_in("dewi", REVIEWER_PASSWORD).role == "reviewer"
     added = staff.activity(action="account_added")
     assert [(a.actor, a.detail) for a in added] == [("admin", "dewi (reviewer)")]
@@ -354,15 +354,16 @@ def test_compare_rows_match_the_chat_answers(assistant) -> None:
     question = "Does the company sell my personal data?"
     rows = compare(assistant, question)
     assert [r.policy for r in rows] == list(assistant.catalog.policies)
-    best = max(r.answer.trace["support"]["dense"] for r in rows if not r.answer.refused)
+    best = max(r.answer.trace.support.dense for r in rows
+               if not r.answer.refused and r.answer.trace.support)
     for row in rows:
         alone = assistant.ask(question, policy=row.policy, generate=False)
         if row.stated:
             assert not alone.refused
             assert row.answer.citations[0].label == alone.citations[0].label
         else:
-            assert alone.refused or not assistant.settings.addresses(
-                alone.trace["support"]["dense"], best)
+            assert alone.refused or not assistant.judge.addresses(
+                alone.trace.support.dense if alone.trace.support else 0.0, best)
     jubelio = next(r for r in rows if r.policy == "jubelio")
     assert jubelio.stated and "sell" in jubelio.answer.citations[0].quote
     # Lacimart only speaks of selling company assets in a merger: not an answer.

@@ -92,13 +92,14 @@ def test_a_number_or_contact_the_policy_does_not_give_is_not_stated(
     first, *rest = answer.answer.splitlines()
     assert first == said
     assert any(nearest in line for line in rest)  # where the policy speaks of the topic
-    assert answer.trace["asked_fact"]["stated"] is False
+    assert answer.trace.asked_fact is not None and answer.trace.asked_fact.stated is False
+    assert answer.trace.outcome == "not_stated"
 
 
 def test_an_email_address_the_policy_gives_is_answered(assistant: Assistant) -> None:
     answer = assistant.ask("How do I email Jubelio about my personal data?")
     assert not answer.refused and answer.citations[0].label == "CONTACT US"
-    assert answer.trace["asked_fact"]["kind"] == "email"
+    assert answer.trace.asked_fact is not None and answer.trace.asked_fact.kind == "email"
 
 
 def test_a_question_about_the_topic_without_asking_a_number_is_still_answered(
@@ -106,7 +107,7 @@ def test_a_question_about_the_topic_without_asking_a_number_is_still_answered(
 ) -> None:
     answer = assistant.ask("How long does Interindo keep my data?")
     assert not answer.refused and answer.citations[0].label == "6"
-    assert "asked_fact" not in answer.trace
+    assert answer.trace.asked_fact is None
 
 
 def test_a_number_the_policy_gives_is_answered(tmp_path: Path, embedder: Embedder) -> None:
@@ -127,7 +128,8 @@ def test_a_number_the_policy_gives_is_answered(tmp_path: Path, embedder: Embedde
     days = assistant.ask("How many days after I close my account is my data deleted?")
     assert not days.refused and days.citations[0].label == "1"
     assert "30 days" in days.citations[0].quote
-    assert days.trace["asked_fact"] == {"kind": "number", "cue": "How many days",
-                                        "stated": True}
+    assert days.trace.asked_fact is not None
+    assert days.trace.asked_fact.model_dump() == {"kind": "number", "cue": "How many days",
+                                                  "stated": True}
     contact = assistant.ask("What's the email address of Tokoku's privacy team?")
     assert not contact.refused and contact.citations[0].label == "2"

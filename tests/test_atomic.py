@@ -18,6 +18,7 @@ import ingest.pipeline as pipeline
 from ingest.pipeline import IngestBusyError, ingest, ingest_lock
 from klausa.assistant import Assistant
 from klausa.catalog import Catalog
+from klausa.database import Database
 from klausa.embeddings import Embedder
 from klausa.feedback import AnswerLog
 from klausa.settings import Settings
@@ -171,9 +172,10 @@ def test_a_second_ingest_process_is_told_one_is_running(indexed: Settings) -> No
 FEEDBACK_WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
+    from klausa.database import Database
     from klausa.feedback import AnswerLog
     from klausa.types import Answer
-    log = AnswerLog(Path(sys.argv[1]))
+    log = AnswerLog(Database.at(Path(sys.argv[1])))
     answer = Answer(question="q", language="en", answer="a", refused=True)
     n = 0
     while True:
@@ -185,7 +187,7 @@ FEEDBACK_WRITER = textwrap.dedent("""
 
 
 def test_feedback_survives_a_killed_writer(tmp_path: Path) -> None:
-    database = tmp_path / "feedback.sqlite3"
+    database = tmp_path / "klausa.sqlite3"
     process = subprocess.Popen([sys.executable, "-c", FEEDBACK_WRITER, str(database)],
                                cwd=REPO, stdout=subprocess.PIPE, text=True)
     acknowledged = 0
@@ -201,5 +203,5 @@ def test_feedback_survives_a_killed_writer(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     stored = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
     assert stored >= acknowledged  # at most the record in flight is lost
-    AnswerLog(database).record(
+    AnswerLog(Database.at(database)).record(
         __import__("klausa").Answer(question="after", language="en", answer="a", refused=True))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest
+from klausa.database import Database
 from klausa.embeddings import Embedder
-from klausa.feedback import AnswerLog
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
 from tests.conftest import REPO, free_port, wait_for_http
@@ -51,7 +51,7 @@ def server(
     settings = seed_settings.model_copy(update={"data_dir": data_dir})
     report = ingest(settings, [hostile], prune=False, embedder=embedder)
     assert not report.errors
-    StaffDirectory(AnswerLog(data_dir / "feedback.sqlite3")).add(
+    StaffDirectory(Database.at(data_dir / "klausa.sqlite3")).add(
         REVIEWER, REVIEWER_PASSWORD, "reviewer", by="test")
     port = free_port()
     env = {**os.environ, "KLAUSA_DATA_DIR": str(data_dir),
@@ -68,7 +68,7 @@ def server(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/_stcore/health", process, 180, "klausa serve", log_path)
-        yield {"url": url, "db": data_dir / "feedback.sqlite3", "pid": process.pid,
+        yield {"url": url, "db": data_dir / "klausa.sqlite3", "pid": process.pid,
                "healthy_at": time.monotonic()}
     finally:
         os.killpg(process.pid, signal.SIGTERM)

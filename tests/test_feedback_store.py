@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from klausa.database import Database
 from klausa.feedback import AnswerLog
 from klausa.settings import Settings
 from klausa.types import Answer, Citation
@@ -43,17 +44,17 @@ def exercise(store: AnswerLog) -> None:
 
 
 def test_sqlite_answer_log(tmp_path: Path) -> None:
-    store = AnswerLog.from_settings(Settings(data_dir=tmp_path))
+    store = AnswerLog(Database.from_settings(Settings(data_dir=tmp_path)))
     assert store.engine.dialect.name == "sqlite"
     exercise(store)
     # Reopening finds everything (the schema is created once, not overwritten).
-    assert len(AnswerLog(tmp_path / "feedback.sqlite3").recent()) == 2
+    assert len(AnswerLog(Database.at(tmp_path / "klausa.sqlite3")).recent()) == 2
 
 
 def test_postgresql_answer_log(postgres_url: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url=postgres_url)
-    store = AnswerLog.from_settings(settings)
+    store = AnswerLog(Database.from_settings(settings))
     assert store.engine.dialect.name == "postgresql"
     exercise(store)
-    assert not (tmp_path / "feedback.sqlite3").exists()
-    assert len(AnswerLog(url=postgres_url).recent()) == 2
+    assert not (tmp_path / "klausa.sqlite3").exists()
+    assert len(AnswerLog(Database(postgres_url)).recent()) == 2

@@ -52,9 +52,10 @@ def generated(seed_settings: Settings, embedder, reply: str, question: str = SEL
 def test_a_verified_generation_is_the_answer(seed_settings, embedder):
     reply = f'QUOTE [1]: "{NOT_SELL}"\nANSWER: No. Jubelio will not sell or rent your data [1].'
     answer, streamed = generated(seed_settings, embedder, reply)
-    generation = answer.trace["generation"]
-    assert generation["passed"], generation["problems"]
-    assert generation["supported_share"] == 1.0  # every word of the answer is in the quote
+    generation = answer.trace.generation
+    assert generation is not None
+    assert generation.passed, generation.problems
+    assert generation.supported_share == 1.0  # every word of the answer is in the quote
     assert answer.answer.startswith("No. Jubelio will not sell or rent your data (§DISCLOSURE")
     assert NOT_SELL in answer.answer  # the quote follows the sentence, as a blockquote
     # The citation card highlights exactly the words the model quoted.
@@ -72,7 +73,8 @@ def test_indonesian_question_gets_indonesian_generation(seed_settings, embedder)
     reply = f'KUTIPAN [1]: "{NOT_SELL}"\nJAWABAN: Tidak. Jubelio tidak akan menjual atau ' \
             "menyewakan data pribadi Anda [1]."
     answer, _ = generated(seed_settings, embedder, reply, SELLS_ID)
-    assert answer.trace["generation"]["passed"], answer.trace["generation"]["problems"]
+    generation = answer.trace.generation
+    assert generation is not None and generation.passed, generation
     assert answer.language == "id"
     assert answer.answer.startswith("Tidak. Jubelio tidak akan menjual")
     assert "Kutipan dari teks bahasa Inggris" in answer.answer
@@ -109,12 +111,13 @@ def test_a_bad_generation_falls_back_to_the_extractive_answer(
 ):
     answer, _ = generated(seed_settings, embedder, reply)
     extractive = assistant.ask(SELLS)
-    generation = answer.trace["generation"]
-    assert not generation["passed"]
-    assert any(p.startswith(problem) for p in generation["problems"]), generation["problems"]
-    assert generation["raw"] == reply
+    generation = answer.trace.generation
+    assert generation is not None
+    assert not generation.passed
+    assert any(p.startswith(problem) for p in generation.problems), generation.problems
+    assert generation.raw == reply
     if problem == "unsupported":
-        assert generation["supported_share"] < MIN_SUPPORTED_SHARE
+        assert generation.supported_share < MIN_SUPPORTED_SHARE
     # The asker gets exactly what the extractive mode says, with its citation.
     assert answer.answer == extractive.answer
     assert [c.label for c in answer.citations] == [c.label for c in extractive.citations]
@@ -125,7 +128,7 @@ def test_a_refusal_is_never_generated(seed_settings, embedder):
     assistant = Assistant(seed_settings, embedder=embedder, chat_model=model)
     answer = assistant.ask("What is the refund policy for a broken laptop at Lacimart?")
     assert answer.refused
-    assert "generation" not in answer.trace
+    assert answer.trace.generation is None
     assert "3 days" not in answer.answer
 
 
@@ -137,7 +140,7 @@ def test_a_failing_chat_model_keeps_the_extractive_answer(seed_settings, embedde
     answer = Assistant(seed_settings, embedder=embedder,
                        chat_model=Down(messages=iter([]))).ask(SELLS)
     assert answer.answer == assistant.ask(SELLS).answer
-    assert answer.trace["generation"]["problems"] == [
+    assert answer.trace.generation.problems == [
         "error: ConnectionError: connection refused"
     ]
 
@@ -149,7 +152,7 @@ def test_a_model_that_cannot_load_says_why_and_answers_anyway(seed_settings, emb
         load_chat_model(settings)
     answer = Assistant(settings, embedder=embedder).ask(SELLS)
     assert not answer.refused and answer.citations[0].policy == "jubelio"
-    assert answer.trace["generation"]["problems"][0].startswith("unavailable:")
+    assert answer.trace.generation.problems[0].startswith("unavailable:")
 
 
 def test_the_verifier_on_hand_judged_replies_of_the_bundled_model(assistant):
@@ -204,9 +207,10 @@ def test_the_bundled_local_model_answers_with_a_verified_quote(seed_settings, em
     assistant = Assistant(settings, embedder=embedder)
     streamed: list[str] = []
     answer = assistant.ask(SELLS, on_text=streamed.append)
-    generation = answer.trace["generation"]
-    assert generation["provider"] == "local"
-    assert generation["passed"], (generation["problems"], generation["raw"])
+    generation = answer.trace.generation
+    assert generation is not None
+    assert generation.provider == "local"
+    assert generation.passed, (generation.problems, generation.raw)
     assert answer.citations[0].policy == "jubelio"
     assert answer.citations[0].quote in answer.citations[0].text
     assert answer.answer.lower().startswith("no")
@@ -237,9 +241,10 @@ def test_openai_compatible_endpoint_answers_through_the_same_checks(seed_setting
     settings = seed_settings.model_copy(update={
         "llm": "openai", "llm_base_url": llama_server, "llm_model": "qwen-local"})
     answer = Assistant(settings, embedder=embedder).ask(SELLS)
-    generation = answer.trace["generation"]
-    assert generation["provider"] == "openai"
-    assert generation["passed"], (generation["problems"], generation["raw"])
+    generation = answer.trace.generation
+    assert generation is not None
+    assert generation.provider == "openai"
+    assert generation.passed, (generation.problems, generation.raw)
     assert answer.answer.lower().startswith("no")
     assert answer.citations[0].policy == "jubelio"
 
@@ -250,7 +255,7 @@ def test_an_endpoint_that_is_down_keeps_the_extractive_answer(seed_settings, emb
         "llm": "openai", "llm_base_url": f"http://127.0.0.1:{free_port()}/v1"})
     answer = Assistant(settings, embedder=embedder).ask(SELLS)
     assert answer.answer == assistant.ask(SELLS).answer
-    (problem,) = answer.trace["generation"]["problems"]
+    (problem,) = answer.trace.generation.problems
     assert problem.startswith("error: ") and "Connection" in problem
 
 
@@ -285,7 +290,8 @@ def test_ollama_mode_speaks_ollamas_chat_api(seed_settings, embedder):
         answer = Assistant(settings, embedder=embedder).ask(SELLS)
     finally:
         server.shutdown()
-    assert answer.trace["generation"]["passed"], answer.trace["generation"]
+    generation = answer.trace.generation
+    assert generation is not None and generation.passed, generation
     assert answer.answer.startswith("No. Jubelio will not sell or rent it")
     (request,) = requests
     assert request["model"] == "qwen2.5:3b"

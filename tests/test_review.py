@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from klausa.assistant import Assistant
 from klausa.cases import load_cases
 from klausa.cli import cli
+from klausa.database import Database
 from klausa.feedback import AnswerLog
 from klausa.review import ReviewDesk, ReviewError, merge_cases, reason, update_case_file
 from klausa.schema import SCHEMA_VERSION
@@ -48,14 +49,13 @@ def logged(question: str, *, support: float = 0.5, refused: bool = False,
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+        return f"sqlite:///{tmp_path / 'klausa.sqlite3'}"
     return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
 def desk(database_url: str) -> ReviewDesk:
-    answer_log = AnswerLog(url=database_url)
-    return ReviewDesk(answer_log, StaffDirectory(answer_log))
+    return ReviewDesk(Database(database_url))
 
 
 # --- migration ---------------------------------------------------------------------------
@@ -98,8 +98,8 @@ def test_a_version_1_log_is_migrated_without_losing_an_answer_or_a_rating(
                 rated_at="2026-11-29T10:00:00+00:00" if number < 2 else None))
     engine.dispose()
 
-    answer_log = AnswerLog(url=database_url)
-    assert answer_log.migrated_from == 1
+    answer_log = AnswerLog(Database(database_url))
+    assert answer_log.database.migrated_from == 1
     rows = {r.id: r for r in answer_log.recent()}
     assert len(rows) == 3
     assert [(rows[f"a{n}"].rating, rows[f"a{n}"].comment) for n in range(3)] == [
@@ -112,8 +112,8 @@ def test_a_version_1_log_is_migrated_without_losing_an_answer_or_a_rating(
     tables = set(sa.inspect(answer_log.engine).get_table_names())
     assert {"staff", "reviews", "activity", "sign_in_attempts", "klausa_schema"} <= tables
     # Opening again finds it current and changes nothing.
-    again = AnswerLog(url=database_url)
-    assert again.migrated_from == SCHEMA_VERSION
+    again = AnswerLog(Database(database_url))
+    assert again.database.migrated_from == SCHEMA_VERSION
     assert len(again.recent()) == 3
 
 
@@ -122,7 +122,7 @@ def test_accounts_sign_in_with_roles_and_lock_out_per_account(
     desk: ReviewDesk, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    staff = StaffDirectory(desk.log, max_failures=3, lockout=60)
+    staff = StaffDirectory(desk.log.database, max_failures=3, lockout=60)
     staff.add("Rina", PASSWORD, "reviewer", by="test")
     staff.add("budi", "budi's admin password", "admin")
     with pytest.raises(AccountError, match="already an account"):
@@ -158,7 +158,7 @@ def test_accounts_sign_in_with_roles_and_lock_out_per_account(
 def test_the_bootstrap_password_signs_in_an_admin_until_that_account_exists(
     desk: ReviewDesk,
 ) -> None:
-    staff = StaffDirectory(desk.log, bootstrap_password="bootstrap password")
+    staff = StaffDirectory(desk.log.database, bootstrap_password="bootstrap password")
     assert staff.enabled
     assert staff.sign_in("admin", "bootstrap password").bootstrap
     with pytest.raises(SignInError):
@@ -167,7 +167,7 @@ def test_the_bootstrap_password_signs_in_an_admin_until_that_account_exists(
     with pytest.raises(SignInError):
         staff.sign_in("admin", "bootstrap password")
     assert not staff.sign_in("admin", "the admin's own password").bootstrap
-    assert not StaffDirectory(AnswerLog(url="sqlite://")).enabled  # no accounts, no password
+    assert not StaffDirectory(Database("sqlite://")).enabled  # no accounts, no password
 
 
 # --- the queue ---------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_a_reviewed_answer_exported_by_the_cli_is_scored_by_klausa_eval(
     [case] = load_cases(cases_file)
     assert (case.policy, case.lang, case.sections, case.group) == (
         "interindo", "en", ["6"], "reviewed")
-    assert PASSWORD not in (review_dir / "feedback.sqlite3").read_bytes().decode("latin-1")
+    assert PASSWORD not in (review_dir / "klausa.sqlite3").read_bytes().decode("latin-1")
 
     records = tmp_path / "records.jsonl"
     scored = runner.invoke(cli, ["--data-dir", str(seed_settings.data_dir), "eval",

@@ -37,7 +37,6 @@ PACKAGE = "transformer.pt2"
 #: Bump when what is exported changes (the wrapper below, the dynamic shapes).
 EXPORT_VERSION = 1
 MAX_BATCH = 1024
-PROBE = "task: search result | query: can I ask for my data to be deleted?"
 #: The builder process (``-m klausa.models.compiled`` would import this module twice).
 BUILDER = "import sys; from klausa.models.compiled import main; sys.exit(main(sys.argv[1:]))"
 #: How often a process waiting for the package looks for it.
@@ -104,11 +103,18 @@ def _lock_is_free(lock_file: Path) -> bool:
 
 class CompiledTransformer:
     """Runs a loaded bfloat16 model's transformer through the compiled package once there is
-    one. ``poll()`` is called by the model thread before each batch; it is cheap."""
+    one. ``poll()`` is called by the model thread before each batch; it is cheap. ``probe``:
+    the text both must embed alike before the package is used (the model's own prompt and a
+    question)."""
 
-    def __init__(self, model_folder: Path, model: Any, *, build: bool = True) -> None:
+    #: A question to probe with, behind the model's own query prompt.
+    PROBE = "can I ask for my data to be deleted?"
+
+    def __init__(self, model_folder: Path, model: Any, *, probe: str = PROBE,
+                 build: bool = True) -> None:
         self.folder = model_folder
         self.model = model
+        self.probe = probe
         self.build = build
         self._target: Path | None = None
         self.active = False
@@ -217,7 +223,7 @@ class CompiledTransformer:
             runner.load_constants({name: tensors[name] for name in runner.get_constant_fqns()},
                                   check_full_update=True, user_managed=True)
             embed = text_model.get_input_embeddings()
-            features = self.model.tokenizer([PROBE], return_tensors="pt")
+            features = self.model.tokenizer([self.probe], return_tensors="pt")
             with torch.inference_mode():
                 expected = wrapper(embed(features["input_ids"]), features["attention_mask"])
                 found = runner(embed(features["input_ids"]), features["attention_mask"])
@@ -271,36 +277,36 @@ class CompiledTransformer:
 
 
 def build(model_folder: Path) -> Path:
-    """Export and compile the transformer of the bfloat16 model in ``model_folder``."""
+    """Export and compile the transformer of the bfloat16 model in ``model_folder`` (in the
+    builder process: the model is loaded here, on its own)."""
     import torch
 
-    from klausa.embeddings import SentenceTransformerEmbedder
+    from klausa.models import EMBEDDING_MODELS
+    from klausa.models.loading import load_sentence_transformer
 
     target = package_path(model_folder)
-    embedder = SentenceTransformerEmbedder(str(model_folder), passage_precision="bfloat16",
-                                           query_precision="bfloat16", compiled=False)
-
-    def export() -> None:
-        model = embedder.bfloat16_model()
-        wrapper = _wrapper(model[0].auto_model)
-        features = model.tokenizer(["title: none | text: a clause", PROBE], padding=True,
-                                   return_tensors="pt")
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        tokens = torch.export.Dim("tokens", min=2, max=max(model.max_seq_length, 8))
-        with torch.inference_mode():
-            embeds = model[0].auto_model.get_input_embeddings()(features["input_ids"])
-            program = torch.export.export(
-                wrapper, (embeds, features["attention_mask"]),
-                dynamic_shapes=({0: batch, 1: tokens}, {0: batch, 1: tokens}),
-            )
-        partial = target.with_name(f".{os.getpid()}.{PACKAGE}")
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(partial),
-            inductor_configs={"aot_inductor.package_constants_in_so": False},
+    # The bundled model's compact word table, when the folder has one.
+    spec = next((s for s in EMBEDDING_MODELS.values() if s.name == model_folder.name), None)
+    model = load_sentence_transformer(
+        str(model_folder), spec.compact_table if spec else None).to(torch.bfloat16)
+    wrapper = _wrapper(model[0].auto_model)
+    # Example inputs: only their shapes matter (batch and length are dynamic).
+    features = model.tokenizer(["a clause of a policy", CompiledTransformer.PROBE],
+                               padding=True, return_tensors="pt")
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    tokens = torch.export.Dim("tokens", min=2, max=max(model.max_seq_length, 8))
+    with torch.inference_mode():
+        embeds = model[0].auto_model.get_input_embeddings()(features["input_ids"])
+        program = torch.export.export(
+            wrapper, (embeds, features["attention_mask"]),
+            dynamic_shapes=({0: batch, 1: tokens}, {0: batch, 1: tokens}),
         )
-        os.replace(partial, target)  # whole or absent: never a half-written package
-
-    embedder.run(export)
+    partial = target.with_name(f".{os.getpid()}.{PACKAGE}")
+    torch._inductor.aoti_compile_and_package(
+        program, package_path=str(partial),
+        inductor_configs={"aot_inductor.package_constants_in_so": False},
+    )
+    os.replace(partial, target)  # whole or absent: never a half-written package
     return target
 
 

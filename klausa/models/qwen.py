@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from klausa.models import ModelBuildError
+from klausa.models.base import ModelBuildError
 
 log = logging.getLogger(__name__)
 

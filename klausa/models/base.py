@@ -1,0 +1,53 @@
+"""What every bundled model module shares: the names, the spec type, the build error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+E5_SMALL = "multilingual-e5-small-offline"
+EMBEDDINGGEMMA = "embeddinggemma-300m-offline"
+#: The deterministic test embedder (``klausa.testing``).
+HASHING_TEST = "hashing-test"
+
+
+class ModelBuildError(RuntimeError):
+    """A bundled model could not be built; the message names what failed and what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddingModelSpec:
+    """A bundled embedding model: how to build it and how to prompt it."""
+
+    name: str
+    #: Builds (once) and returns the model folder inside the given models folder.
+    ensure: Callable[[Path], Path]
+    #: Prepended to every question.
+    query_prompt: str
+    #: The text a clause is embedded as: ``document_prompt.format(title=…, text=…)``, or
+    #: ``untitled_prompt`` for a clause without a section title.
+    document_prompt: str
+    untitled_prompt: str
+    licence: str
+    #: Resident memory the serving app needs with this model (README, fallback advice).
+    memory_gb: float
+    #: Retrieval and refusal settings tuned for this model on the gold dev split (its
+    #: similarities live on their own scale); a ``KLAUSA_…`` variable overrides each.
+    dense_weight: float
+    refusal_threshold: float
+    coverage_weight: float
+    unknown_weight: float
+    policy_margin: float
+    policy_floor: float
+    #: Its transformer can be compiled ahead of time for this machine (``compiled``).
+    compiles: bool = False
+    #: Swaps a loaded model's float32 word-embedding table for the compact copy its build
+    #: wrote into the folder; False when the folder has none (``loading``).
+    compact_table: Callable[[Any, Path], bool] | None = None
+
+    def document(self, title: str, text: str) -> str:
+        if title:
+            return self.document_prompt.format(title=title, text=text)
+        return self.untitled_prompt.format(text=text)

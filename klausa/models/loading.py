@@ -1,0 +1,50 @@
+"""Loading a sentence-transformers model folder as Klausa runs it: without progress bars, and
+with a bundled model's compact word-embedding table in place of the float32 one (each bundled
+model's own module knows its table: ``EmbeddingModelSpec.compact_table``)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def load_sentence_transformer(
+    name_or_path: str, compact_table: Callable[[Any, Path], bool] | None = None
+) -> Any:
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    # Library progress bars would land in CLI output and JSON; we log instead.
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    model = SentenceTransformer(name_or_path, device="cpu")
+    if compact_table is not None:
+        compact_table(model, Path(name_or_path))
+    gc.collect()
+    release_freed_memory()
+    return model
+
+
+def table_sample(rows: int):  # type: ignore[no-untyped-def]
+    """The first and last rows of a word-embedding table, to check a compact copy against:
+    a random sample would page in most of the float32 table, which the model maps from its
+    file rather than reading."""
+    import torch
+
+    return torch.cat([torch.arange(min(2048, rows)), torch.arange(max(0, rows - 2048), rows)])
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed while loading (parsed JSON, temporary buffers) back to the system;
+    glibc keeps it otherwise. A no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

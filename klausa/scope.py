@@ -1,0 +1,96 @@
+"""Before searching: which policies a question is about, and which earlier questions of the
+conversation a follow-up borrows its topic from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from klausa.catalog import Catalog
+from klausa.text import words
+from klausa.types import Answer, Turn
+
+FOLLOW_UP_CUES = re.compile(
+    r"^(and|but|also|what about|how about|then|so|dan|lalu|terus|kalau|bagaimana dengan|"
+    r"gimana dengan|juga|trus)\b|\b(it|they|them|this|that|those|these|its|their|itu|"
+    r"tersebut|ini|mereka)\b|\w+nya\b",
+    re.I,
+)
+FOLLOW_UP_MAX_WORDS = 8
+#: How many earlier questions a follow-up borrows its topic from (a chain of follow-ups).
+FOLLOW_UP_DEPTH = 2
+
+Mentions = list[tuple[str, re.Pattern[str]]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    #: The policies searched; None: all of them.
+    policies: list[str] | None
+    #: The question without company names: the topic, not the name, should rank clauses.
+    search_text: str
+    #: The earlier questions a follow-up borrows its topic from (oldest first); empty when the
+    #: question stands on its own.
+    previous: list[str]
+
+    @property
+    def single_policy(self) -> str | None:
+        return self.policies[0] if self.policies and len(self.policies) == 1 else None
+
+
+def mention_patterns(catalog: Catalog) -> Mentions:
+    """Per policy, a pattern of the names users type for it (id, aliases, one-word company)."""
+    patterns = []
+    for policy_id, policy in catalog.policies.items():
+        info = policy.info
+        names = {policy_id, *info.aliases}
+        if len(info.company.split()) == 1:
+            names.add(info.company)
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        patterns.append((policy_id, re.compile(rf"\b({alternatives})\b", re.I)))
+    return patterns
+
+
+def strip_names(text: str, mentions: Mentions) -> str:
+    for _, pattern in mentions:
+        text = pattern.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def looks_like_follow_up(text: str) -> bool:
+    return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
+
+
+def find_scope(text: str, policy: str | None, turns: Sequence[Turn], catalog: Catalog,
+               mentions: Mentions) -> Scope:
+    """The policy chosen, else the companies the question names, else (a follow-up) the
+    policy of the last answer, else all; and the earlier questions a follow-up reads with."""
+    mentioned = [pid for pid, pattern in mentions if pattern.search(text)]
+    policies: list[str] | None
+    if policy:
+        policies = [policy]
+    elif mentioned:
+        policies = mentioned
+    elif turns and turns[-1].policy and turns[-1].policy in catalog.policies:
+        policies = [turns[-1].policy]  # a follow-up stays on the policy it was about
+    else:
+        policies = None
+    search_text = strip_names(text, mentions) or text
+    previous: list[str] = []
+    # A question naming another company than the last answer's starts a new topic, however
+    # short ("Will LaciMart give my data to the police?" after a question about Netmarks).
+    changes_company = bool(mentioned) and bool(turns) and turns[-1].policy not in mentioned
+    if turns and looks_like_follow_up(search_text) and not changes_company:
+        last = turns[-1]
+        earlier = [*last.topic, strip_names(last.question, mentions)]
+        previous = [t for t in earlier if t][-FOLLOW_UP_DEPTH:]
+    return Scope(policies, search_text, previous)
+
+
+def as_turn(item: Turn | Answer | str) -> Turn:
+    if isinstance(item, Turn):
+        return item
+    if isinstance(item, Answer):
+        return item.as_turn()
+    return Turn(question=str(item))
