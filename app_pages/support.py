@@ -191,16 +191,27 @@ def candidates(assistant: Assistant, answer: Answer) -> None:
                "clause (refusals are judged on the clause's own similarity). “English gloss”: "
                "that translation, written by the chat model and unreviewed; askers never see "
                "it.")
+    reader = answer.trace.reader
+    read = {c.chunk_id: c.probability for c in reader.candidates} if reader else {}
+    if reader is not None:
+        took = f", {reader.ms:.0f} ms" if reader.ms is not None else ""
+        st.caption(f"“reader”: the probability, by Klausa's reader "
+                   f"({escape_markdown(reader.model)}), that the clause answers the question; "
+                   f"it answers from {reader.threshold:.2f}. It read the best {len(read)} "
+                   f"candidates{took}; the most probable of those that answer is cited first.")
     cited = {c.chunk_id for c in answer.citations}
     lexical_top = max((h.lexical or 0.0 for h in answer.hits), default=0.0) or 1.0
     st.dataframe(
         [{"rank": h.rank, "cited": "✓" if h.chunk.id in cited else "", "policy": h.chunk.policy,
-          "§": h.chunk.label, "dense": h.dense or 0.0, "gloss": h.gloss,
+          "§": h.chunk.label, "reader": read.get(h.chunk.id), "dense": h.dense or 0.0,
+          "gloss": h.gloss,
           "via gloss": "✓" if h.via_gloss else "", "lexical": h.lexical or 0.0,
           "fused": h.score, "clause": h.chunk.text, "English gloss": h.chunk.gloss}
          for h in answer.hits],
         width="stretch", hide_index=True,
         column_config={
+            "reader": st.column_config.ProgressColumn("reader", min_value=0.0, max_value=1.0,
+                                                      format="%.2f"),
             "dense": st.column_config.ProgressColumn("dense", min_value=0.0, max_value=1.0,
                                                      format="%.3f"),
             "gloss": st.column_config.NumberColumn("gloss", format="%.3f"),

@@ -38,7 +38,7 @@ log = logging.getLogger("bench")
 REPO = Path(__file__).resolve().parent.parent
 WARM_UP = 10
 QUICK = 30
-PARTS = ("embed", "dense", "lexical", "fuse", "compose", "total")
+PARTS = ("embed", "dense", "lexical", "fuse", "compose", "read", "total")
 
 
 def reset_peak() -> bool:

@@ -26,6 +26,7 @@ from klausa.catalog import MANIFEST, Catalog, load_manifest
 from klausa.embeddings import Embedder, load_embedder
 from klausa.glosses import GLOSS_SUFFIX, attach_glosses, clause_body, gloss_path, load_glosses
 from klausa.lexical import LexicalIndex
+from klausa.models import embedding_model
 from klausa.settings import Settings
 from klausa.stores import (
     VectorStore,
@@ -35,6 +36,7 @@ from klausa.stores import (
     stored_vector_count,
 )
 from klausa.text import detect_language
+from klausa.token_states import TokenStates, write_token_states
 from klausa.types import Chunk, ParsedPolicy, PolicyInfo
 
 log = logging.getLogger(__name__)
@@ -338,7 +340,8 @@ def _ingest_into(
         to_delete += stale
         report.policies.append(PolicyReport(policy_id, removed=len(stale)))
 
-    vectors = embed_or_reuse(store, embedder, to_embed, stored, report, progress)
+    fresh_states: dict[str, np.ndarray] = {}
+    vectors = embed_or_reuse(store, embedder, to_embed, stored, report, progress, fresh_states)
     store.add_vectors([row_id for row_id, *_ in to_embed], vectors,
                       [text for _, _, text, _ in to_embed],
                       [chunk_metadata(row_id, c, d) for row_id, c, _, d in to_embed])
@@ -352,7 +355,31 @@ def _ingest_into(
                   for c in p.chunks]
     terms = LexicalIndex.update(settings.lexical_dir, all_chunks)
     report.analysed, report.terms_reused = terms.analysed, terms.reused
+    store_token_states(settings, embedder, all_chunks, fresh_states)
     return report
+
+
+def store_token_states(settings: Settings, embedder: Embedder, chunks: Sequence[Chunk],
+                       fresh: dict[str, np.ndarray]) -> None:
+    """Every clause's token states in the generation (``klausa.token_states``): those just
+    computed, the unchanged ones carried over, and any the previous index lacked (one built
+    before the reader) computed now. An embedder without token states stores none."""
+    previous = TokenStates.load(settings.generation_dir)
+    texts = {c.id: embedding_text(c, embedder) for c in chunks}
+    digests = {chunk_id: hashlib.sha1(text.encode()).hexdigest() for chunk_id, text in
+               texts.items()}
+    by_digest = {digests[i]: text for i, text in texts.items()}
+    missing = [d for d in by_digest if d not in fresh and (previous is None
+                                                           or previous.of_digest(d) is None)]
+    if missing:
+        log.info("clause token states: computing %d the index lacks", len(missing))
+        for start in range(0, len(missing), EMBED_BLOCK):
+            block = missing[start:start + EMBED_BLOCK]
+            states = embedder.embed_documents_and_states([by_digest[d] for d in block]).states
+            if states is None:
+                return
+            fresh.update(zip(block, states, strict=True))
+    write_token_states(settings.generation_dir, digests, fresh, previous)
 
 
 def embed_or_reuse(
@@ -362,6 +389,7 @@ def embed_or_reuse(
     stored: dict[str, tuple[str, str]],
     report: IngestReport,
     progress: bool = False,
+    states: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The vectors of ``to_embed`` (row id, chunk, embedding text, digest of that text).
 
@@ -382,8 +410,10 @@ def embed_or_reuse(
     bar = tqdm(total=len(fresh), desc="embedding", unit="text", disable=not progress)
     for start in range(0, len(fresh), EMBED_BLOCK):
         block = fresh[start : start + EMBED_BLOCK]
-        vectors = embedder.embed_documents([texts[digest] for digest in block])
-        found.update(zip(block, vectors, strict=True))
+        embedded = embedder.embed_documents_and_states([texts[digest] for digest in block])
+        found.update(zip(block, embedded.vectors, strict=True))
+        if states is not None and embedded.states is not None:
+            states.update(zip(block, embedded.states, strict=True))
         bar.update(len(block))
     bar.close()
     report.embedded = len(fresh)
@@ -408,6 +438,13 @@ def index_is_current(settings: Settings) -> bool:
     # collection, which must hold every chunk of the catalog.
     if stored_vector_count(settings) != expected_rows(list(catalog.chunks.values())):
         return False
+    # The reader reads the clauses' token states: an index built without them (before the
+    # reader) is out of date while the reader is on and the model keeps them.
+    spec = embedding_model(settings.embedding_model)
+    if settings.reader != "off" and spec is not None and spec.state_layer is not None:
+        states = TokenStates.load(settings.generation_dir)
+        if states is None or not states.covers(set(catalog.chunks)):
+            return False
     for document in documents:
         try:
             digest = document_digest(document)

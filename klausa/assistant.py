@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from klausa.generate import Generator
+    from klausa.reader import Reader
     from klausa.retrieve import Retrieval
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,14 @@ class Assistant:
         return self._embedder or load_embedder(self.settings)
 
     @cached_property
+    def reader(self) -> Reader | None:
+        """The shipped reader (``klausa.reader``), or None: off, unavailable, or an
+        embedding model it was not trained on (then the similarity threshold decides)."""
+        from klausa.reader import load_reader
+
+        return load_reader(self.settings, self.embedder)
+
+    @cached_property
     def generator(self) -> Generator | None:
         """The generative stage (``settings.llm``), or None for extractive answers only."""
         if not self.wants_generation:
@@ -92,7 +101,7 @@ class Assistant:
                 snapshot = self._snapshot
                 if snapshot is None or snapshot.generation != generation:
                     snapshot = load_snapshot(self.settings, generation, self.mode,
-                                             lambda: self.embedder)
+                                             lambda: self.embedder, lambda: self.reader)
                     self._snapshot = snapshot
         return snapshot
 
@@ -153,23 +162,33 @@ class Assistant:
         (not refused) question also gets a generated answer, verified against the clauses;
         ``on_text`` receives its words as they are written (before verification)."""
         started = time.perf_counter()
+        snapshot, scope, retrieval, asked = self.find(question, policy, history, language)
+        judged = time.perf_counter()
+        judgement = snapshot.judge.judge(asked, retrieval.hits, scope.single_policy)
+        answer = self.compose(question, asked.language, snapshot, scope, retrieval, judgement)
+        timings = {**retrieval.timings_ms, "compose": (time.perf_counter() - judged) * 1000,
+                   "total": (time.perf_counter() - started) * 1000}
+        if judgement.reader is not None and judgement.reader.ms is not None:
+            timings["read"] = judgement.reader.ms  # part of "compose": judged, then composed
+        answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
+        if answer.refused or not answer.citations or not generate or not self.wants_generation:
+            return answer
+        return self.generate(answer, snapshot.catalog, on_text)
+
+    def find(self, question: str, policy: str | None = None,
+             history: Sequence[Turn | Answer | str] = (), language: Language | None = None
+             ) -> tuple[Snapshot, Scope, Retrieval, Question]:
+        """Check → scope → retrieve: the candidate clauses and the question as the judge
+        reads them (also what ``klausa reader train`` reads)."""
         text, language = self.check_question(question, language)
         snapshot = self.snapshot()
         self.check_policy(policy, snapshot.catalog, language)
         scope = find_scope(text, policy, [as_turn(t) for t in history], snapshot.catalog,
                            snapshot.mentions)
         retrieval = self.retrieve(snapshot, scope, language)
-        judged = time.perf_counter()
-        judgement = snapshot.judge.judge(
-            Question(scope.search_text, language, follow_up=bool(scope.previous)),
-            retrieval.hits, scope.single_policy)
-        answer = self.compose(question, language, snapshot, scope, retrieval, judgement)
-        timings = {**retrieval.timings_ms, "compose": (time.perf_counter() - judged) * 1000,
-                   "total": (time.perf_counter() - started) * 1000}
-        answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
-        if answer.refused or not answer.citations or not generate or not self.wants_generation:
-            return answer
-        return self.generate(answer, snapshot.catalog, on_text)
+        return snapshot, scope, retrieval, Question(
+            scope.search_text, language, follow_up=bool(scope.previous),
+            states=retrieval.question_states)
 
     def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
         limit = self.settings.max_question_chars
@@ -213,6 +232,7 @@ class Assistant:
             reason=judgement.reason, support=judgement.support,
             refusal_threshold=judgement.threshold, asked_fact=judgement.asked,
             unmatched_terms=judgement.unmatched_terms, unknown_terms=judgement.unknown_terms,
+            reader=judgement.reader,
         )
         return Answer(question=question, language=language, answer=composed.text,
                       refused=judgement.refused, policy=scope.single_policy,

@@ -489,6 +489,58 @@ def users_remove(settings: Settings, name: str) -> None:
 
 
 @cli.group()
+def reader() -> None:
+    """Klausa's reader model (training/reader/MODEL_CARD.md)."""
+
+
+@reader.command("train")
+@click.option("--epochs", type=float, default=2.0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write reader.safetensors and training.json (default: the "
+                   "package's klausa/data/reader, replacing the shipped reader).")
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.pass_obj
+def reader_train(settings: Settings, epochs: float, out_dir: Path | None, seed: int) -> None:
+    """Train the reader on training/reader/questions, calibrate it on the dev splits (the
+    index must be current: `klausa ingest`). About 75 minutes on 2 cores with bfloat16."""
+    from klausa.assistant import Assistant
+    from klausa.reader import READER_DIR
+    from klausa.reader_training import TrainingSettings, train
+
+    settings = settings.model_copy(update={"reader": "off", "hits": 20})
+    result = train(Assistant(settings), TrainingSettings(epochs=epochs, seed=seed),
+                   out_dir or READER_DIR, progress=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(result, indent=2))
+    click.echo(f"pin it: WEIGHTS_SHA256 = \"{result['sha256']}\" (klausa/reader.py)", err=True)
+
+
+@reader.command("measure")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              required=True, help="The reader-data folder (IDK-MRC, SQuAD 2.0 dev EN/ID).")
+@click.option("--limit", type=int, help="Only the first N pairs of each set.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures here.")
+@click.pass_obj
+def reader_measure(settings: Settings, data_dir: Path, limit: int | None,
+                   json_path: Path | None) -> None:
+    """The reader alone on public sets it was not trained on: AUC (answers vs not)."""
+    from klausa.assistant import Assistant
+    from klausa.reader_measure import measure
+
+    assistant = Assistant(settings)
+    reader = assistant.reader
+    if reader is None:
+        fail("no reader to measure (KLAUSA_READER=off, or its weights are missing: see the log "
+             "with -v)")
+    results = measure(reader, assistant.embedder, data_dir, limit)
+    for name, figures in results.items():
+        click.echo(f"{name:<55} pairs {figures['pairs']:>5}  AUC {figures['auc']:.3f}  "
+                   f"accuracy at {reader.threshold:.3f}: {figures['accuracy_at_threshold']:.3f}")
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+
+
+@cli.group()
 def review() -> None:
     """The support desk's reviews."""
 

@@ -1,4 +1,5 @@
-"""Embedding backends: one small interface, chosen by name in the settings, loaded lazily."""
+"""Embedding backends (the interface: ``klausa.embedder``), chosen by name in the settings,
+loaded lazily."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from klausa.embedder import Embedded, Embedder
 from klausa.models import (
     EMBEDDING_MODELS,
     HASHING_TEST,
@@ -24,7 +26,7 @@ from klausa.models import (
     embedding_model,
 )
 from klausa.models.compiled import CompiledTransformer
-from klausa.models.loading import load_sentence_transformer
+from klausa.models.loading import StateTap, load_sentence_transformer
 from klausa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,22 +34,6 @@ log = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """The embedding model could not be built or loaded; the message says what to do."""
-
-
-class Embedder(Protocol):
-    name: str
-
-    def document_text(self, title: str, text: str) -> str: ...
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def embed_query(self, text: str) -> np.ndarray: ...
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def wait_for_compiled(self, timeout_s: float, *, build: bool = True) -> bool:
-        """Switch to a faster compiled path if the model has one (False when it has none)."""
-        ...
 
 
 class SentenceTransformerEmbedder:
@@ -101,6 +87,8 @@ class SentenceTransformerEmbedder:
                 f"KLAUSA_EMBEDDING_MODEL to a sentence-transformers model folder or name, or "
                 f"to one of the bundled models ({', '.join(EMBEDDING_MODELS)})."
             ) from error
+        if self.spec is not None and self.spec.state_layer is not None:
+            StateTap(model[0].auto_model, self.spec.state_layer)
         log.info("loaded embedding model %s in %.1f s", self.name, time.perf_counter() - started)
         return model
 
@@ -111,41 +99,56 @@ class SentenceTransformerEmbedder:
             return self.spec.document(title, text)
         return "\n".join(part for part in (title, text) if part)
 
-    def _encode(self, texts: Sequence[str], role: str, model: Any = None) -> np.ndarray:
+    def _prompt(self, role: str, model: Any) -> str | None:
+        if self.spec is not None:
+            # A bundled model's document text carries its prompt (``document_text``).
+            return self.spec.query_prompt if role == "query" else None
+        names = ("document", "passage") if role == "document" else ("query",)
+        prompts = model.prompts or {}
+        return next((prompts[n] for n in names if n in prompts), None)
+
+    def _encode(self, texts: Sequence[str], role: str, model: Any = None) -> Embedded:
+        """One batch through the model: what ``SentenceTransformer.encode`` computes (the
+        same preprocessing, prompt and pooling), keeping the token states as well."""
+        import torch
+
         model = model or self.model
         if self._compiled is not None:
             self._compiled.poll()
-        options: dict[str, str | None]
-        if self.spec is not None:
-            # A bundled model's document text carries its prompt (``document_text``).
-            options = {"prompt": self.spec.query_prompt if role == "query" else ""}
-        else:
-            names = ("document", "passage") if role == "document" else ("query",)
-            options = {"prompt_name": next((n for n in names if n in (model.prompts or {})),
-                                           None)}
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_tensor=True,
-            show_progress_bar=False,
-            truncate_dim=self.dimensions,
-            **options,
-        )
+        features = model.preprocess(list(texts), prompt=self._prompt(role, model))
+        tap: StateTap | None = getattr(model[0].auto_model, "klausa_state_tap", None)
+        with torch.inference_mode():
+            out = model(features)
+        tapped = tap.take() if tap is not None else None
+        vectors = out["sentence_embedding"].float()
+        if self.dimensions:
+            vectors = vectors[:, : self.dimensions]
         # Unit length in float32: a Matryoshka prefix is no longer unit length, and under
         # bfloat16 autocast the model's own normalisation is off by up to ~0.5 %.
-        vectors = vectors.float().numpy()
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        vectors = vectors.numpy()
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        if tapped is None:
+            return Embedded(vectors)
+        mask = features["attention_mask"].bool()
+        return Embedded(vectors, [tapped[i][mask[i]].to(torch.float16).numpy()
+                                  for i in range(len(texts))])
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_documents_and_states(texts).vectors
+
+    def embed_documents_and_states(self, texts: Sequence[str]) -> Embedded:
         """Embed texts made by ``document_text``: on the model thread, a batch at a time, so
         questions asked meanwhile (a re-index from the library page) go between batches."""
         texts, size = list(texts), self.batch_size
         parts = [self._thread.call(partial(self._embed_document_batch, texts[i:i + size]))
                  for i in range(0, max(len(texts), 1), size)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        states = (None if any(p.states is None for p in parts)
+                  else [state for p in parts for state in p.states or []])
+        return Embedded(np.concatenate([p.vectors for p in parts]), states)
 
-    def _embed_document_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed_document_batch(self, texts: Sequence[str]) -> Embedded:
         if not self.passages_in_bfloat16:
             return self._encode(texts, "document")
         import torch
@@ -213,16 +216,20 @@ class SentenceTransformerEmbedder:
         the query-speed benchmark), so the process keeps one thread running torch."""
         return self._thread.call(work)
 
-    def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode_queries(self, texts: Sequence[str]) -> Embedded:
         model = self.bfloat16_model() if self.queries_in_bfloat16 else None
         return self._encode(texts, "query", model)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._thread.embed([text])[0]
+        return self._thread.embed([text]).vectors[0]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Several questions (a follow-up and the turns it follows) in one batch."""
+        return self._thread.embed(texts).vectors
+
+    def embed_queries_and_states(self, texts: Sequence[str]) -> Embedded:
         return self._thread.embed(texts)
+
 
 
 class ModelThread:
@@ -235,7 +242,7 @@ class ModelThread:
     libgomp stops spin-waiting — an EmbeddingGemma question then takes 66 instead of 44 ms in
     bfloat16, for good (measured; the same as ``OMP_WAIT_POLICY=PASSIVE``)."""
 
-    def __init__(self, encode_queries: Callable[[Sequence[str]], np.ndarray],
+    def __init__(self, encode_queries: Callable[[Sequence[str]], Embedded],
                  max_batch: int = 16) -> None:
         self.encode = encode_queries
         self.max_batch = max_batch
@@ -253,8 +260,9 @@ class ModelThread:
             self._thread.start()
         self._ready.notify()
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Question vectors, batched with whatever other threads have queued."""
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        """Question vectors and token states, batched with whatever other threads have
+        queued."""
         if self.is_current():
             return self.encode(texts)
         items = [_Pending(text) for text in texts]
@@ -265,7 +273,9 @@ class ModelThread:
             item.done.wait()
             if item.error is not None:
                 raise item.error
-        return np.stack([item.vector for item in items])
+        states = [item.state for item in items]
+        return Embedded(np.stack([item.vector for item in items]),
+                        None if any(s is None for s in states) else states)  # type: ignore[misc]
 
     def call(self, work: Callable[[], Any]) -> Any:
         """Run ``work`` on the model thread and return its result (or raise its error)."""
@@ -295,9 +305,10 @@ class ModelThread:
                 job.done.set()
                 continue
             try:
-                vectors = self.encode([item.text for item in batch])
-                for item, vector in zip(batch, vectors, strict=True):
-                    item.vector = vector
+                embedded = self.encode([item.text for item in batch])
+                states = embedded.states or [None] * len(batch)
+                for item, vector, state in zip(batch, embedded.vectors, states, strict=True):
+                    item.vector, item.state = vector, state
             except BaseException as error:  # handed to the askers, not lost in this thread
                 for item in batch:
                     item.error = error
@@ -317,6 +328,7 @@ class _Job:
 class _Pending:
     text: str
     vector: np.ndarray | None = None
+    state: np.ndarray | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 

@@ -49,6 +49,10 @@ class Retrieval:
     hits: list[Hit]
     terms: list[str]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: The token states of the earlier questions a follow-up reads with (oldest first) and of
+    #: the question, as the embedding model computed them (None: no dense model, or one that
+    #: gives none): what the reader reads.
+    question_states: list[np.ndarray] | None = None
 
 
 class Retriever:
@@ -78,19 +82,22 @@ class Retriever:
         )
         self.glossed = sum(1 for chunk in catalog.chunks.values() if chunk.gloss)
 
-    def _query_vector(self, query: Query, timings: dict[str, float]) -> np.ndarray:
+    def _query_vector(self, query: Query, timings: dict[str, float]
+                      ) -> tuple[np.ndarray, list[np.ndarray] | None]:
         assert self.embedder is not None
         started = time.perf_counter()
 
         texts = [(query.text, query.language, 1.0), *query.weighted_previous()]
-        vectors = self.embedder.embed_queries(
+        embedded = self.embedder.embed_queries_and_states(
             [standardise(text) if language == "id" else text for text, language, _ in texts]
         )
-        vector = sum(weight * v for (_, _, weight), v in zip(texts, vectors, strict=True))
+        vector = sum(weight * v for (_, _, weight), v in zip(texts, embedded.vectors,
+                                                              strict=True))
         if query.previous:
             vector = vector / (np.linalg.norm(vector) or 1.0)
         timings["embed"] = (time.perf_counter() - started) * 1000
-        return vector
+        states = embedded.states
+        return vector, None if states is None else [*states[1:], states[0]]
 
     def _weighted_scores(
         self, terms: QueryTerms, language: Language, policies: Sequence[str] | None
@@ -126,9 +133,9 @@ class Retriever:
 
         own: dict[str, float] = {}
         glossed: dict[str, float] = {}
-        vector = None
+        vector = states = None
         if self.dense_weight > 0:
-            vector = self._query_vector(query, timings)
+            vector, states = self._query_vector(query, timings)
             started = time.perf_counter()
             assert self.store is not None
             # A glossed clause can fill two rows: ask for enough to keep `candidates` clauses.
@@ -155,7 +162,7 @@ class Retriever:
                 lexical[chunk_id] = self.lexical.score_of(scores, chunk_id)
         hits = self._fuse(candidates, own, glossed, lexical)
         timings["fuse"] = (time.perf_counter() - started) * 1000
-        return Retrieval(hits=hits[:k], terms=terms, timings_ms=timings)
+        return Retrieval(hits=hits[:k], terms=terms, timings_ms=timings, question_states=states)
 
     @staticmethod
     def _split_rows(found: Sequence[tuple[str, float]], own: dict[str, float],

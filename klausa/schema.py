@@ -101,11 +101,13 @@ ADDED_ANSWER_COLUMNS = ("support", "threshold", "generation_rejected")
 
 
 def review_columns(record: dict) -> dict[str, object]:
-    """What the review queue orders by, read out of a stored answer record (of any age)."""
+    """What the review queue orders by, read out of a stored answer record (of any age): the
+    score that decided and its threshold (the reader's, or the similarity support's)."""
     trace = Trace.model_validate(record.get("trace") or {})
+    support, threshold = trace.decisive_score()
     return {
-        "support": trace.support.support if trace.support is not None else None,
-        "threshold": trace.refusal_threshold,
+        "support": support,
+        "threshold": threshold,
         "generation_rejected": trace.generation is not None and trace.generation.rejected,
     }
 

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     #: however close another policy comes).
     policy_floor: float | None = Field(None, ge=0.0)
 
+    #: The reader (``klausa.reader``): ``auto`` uses the model shipped with Klausa to decide
+    #: whether a clause answers and which answers best; ``off``: the similarity threshold
+    #: decides, as before the reader.
+    reader: Literal["auto", "off"] = "auto"
+    #: A reader trained here (``klausa reader train --out DIR``) instead of the shipped one.
+    reader_dir: Path | None = None
+    #: The reader's answer threshold; unset → the one calibrated with the shipped weights.
+    reader_threshold: float | None = Field(None, ge=0.0, le=1.0)
+
     #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
     #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:
     #: vLLM, llama.cpp server, …) or ``ollama``. Every generated answer is verified against

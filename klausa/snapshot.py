@@ -12,9 +12,11 @@ from klausa.catalog import Catalog, IndexMissingError
 from klausa.judge import Judge
 from klausa.scope import Mentions, mention_patterns
 from klausa.settings import Settings
+from klausa.token_states import TokenStates
 
 if TYPE_CHECKING:
     from klausa.embeddings import Embedder
+    from klausa.reader import Reader
     from klausa.retrieve import Retriever
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,10 @@ class Snapshot:
 
 
 def load_snapshot(settings: Settings, generation: str | None, mode: str,
-                  embedder: Callable[[], Embedder]) -> Snapshot:
+                  embedder: Callable[[], Embedder],
+                  reader: Callable[[], Reader | None] = lambda: None) -> Snapshot:
     """Load ``generation`` of the index in ``settings.data_dir`` (``embedder``: the question
-    embedder, asked for only when the retriever is dense)."""
+    embedder, ``reader``: the reader; each asked for only when the retriever is dense)."""
     from klausa.lexical import LexicalIndex
     from klausa.retrieve import Retriever
     from klausa.stores import open_store
@@ -57,5 +60,7 @@ def load_snapshot(settings: Settings, generation: str | None, mode: str,
         candidates=settings.candidates,
     )
     log.info("answering from index generation %s", generation)
-    return Snapshot(generation, catalog, retriever, mention_patterns(catalog),
-                    Judge(settings, lexical.vocabulary, mode))
+    judge = Judge(settings, lexical.vocabulary, mode,
+                  reader=reader() if dense else None,
+                  clause_states=TokenStates.load(settings.generation_dir) if dense else None)
+    return Snapshot(generation, catalog, retriever, mention_patterns(catalog), judge)

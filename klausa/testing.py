@@ -10,10 +10,12 @@ scale (its refusal settings in ``klausa.models``). Never the default."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from klausa.embedder import Embedded
 from klausa.models.base import HASHING_TEST
 from klausa.text import analyse, default_lexicon, detect_language
 
@@ -23,6 +25,7 @@ DIMENSIONS = 512
 class HashingEmbedder:
     name = HASHING_TEST
     spec = None
+    queries_in_bfloat16 = False
 
     def __init__(self, dimensions: int = DIMENSIONS) -> None:
         self.dimensions = dimensions
@@ -48,11 +51,20 @@ class HashingEmbedder:
         return np.stack([self._vector(t) for t in texts]) if texts else np.zeros(
             (0, self.dimensions), dtype=np.float32)
 
+    def embed_documents_and_states(self, texts: Sequence[str]) -> Embedded:
+        return Embedded(self.embed_documents(texts))  # no token states: no reader
+
     def embed_query(self, text: str) -> np.ndarray:
         return self._vector(text)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_documents(texts)
+
+    def embed_queries_and_states(self, texts: Sequence[str]) -> Embedded:
+        return Embedded(self.embed_documents(texts))
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        return work()
 
     def wait_for_compiled(self, timeout_s: float, *, build: bool = True) -> bool:
         return False

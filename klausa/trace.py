@@ -99,6 +99,14 @@ class Trace(_Part):
     unknown_terms: list[str] | None = None
     generation: GenerationTrace | None = None
 
+    def decisive_score(self) -> tuple[float | None, float | None]:
+        """The score the decision was taken on and its threshold: the reader's best
+        probability when the reader read, else the support score."""
+        if self.reader is not None and self.reader.candidates:
+            return self.reader.candidates[0].probability, self.reader.threshold
+        return (self.support.support if self.support is not None else None,
+                self.refusal_threshold)
+
     @property
     def not_stated(self) -> bool:
         """Refused because the asked number, contact or date is not given."""

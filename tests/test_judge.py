@@ -4,6 +4,7 @@ reads (compose), over the seed corpus indexed with the test embedder shipped wit
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from klausa.assistant import Assistant
@@ -157,3 +158,57 @@ def test_compose_names_the_policies_that_do_not_address_an_all_policies_question
               if p.info.title not in cited]
     last = answer.answer.splitlines()[-1]
     assert all(title in last for title in others)
+
+
+class ScriptedReader:
+    """A reader whose probabilities are given per clause (the judge's plumbing, not the
+    model: the shipped reader is tested on the real index in test_reader.py)."""
+
+    def __init__(self, probabilities: dict[str, float], threshold: float = 0.5) -> None:
+        from klausa.reader import ReaderCard
+
+        self.probabilities = probabilities
+        self.card = ReaderCard(name="scripted", embedding_model="hashing-test",
+                               threshold=threshold, depth=10, shape={})
+        self.threshold = threshold
+
+    def read(self, question: object, clauses: list[object]) -> list[float]:
+        return [self.probabilities[str(c)] for c in clauses]
+
+
+class ClauseIds:
+    """Token states that are the chunk's id (what ScriptedReader reads)."""
+
+    def of_chunk(self, chunk_id: str) -> str:
+        return chunk_id
+
+
+def reading_judge(probabilities: dict[str, float]) -> Judge:
+    return Judge(Settings(refusal_threshold=0.9, coverage_weight=0.0, unknown_weight=0.0),
+                 {"delete", "account", "sell", "data"}, reader=ScriptedReader(probabilities),  # type: ignore[arg-type]
+                 clause_states=ClauseIds())  # type: ignore[arg-type]
+
+
+def test_the_reader_decides_what_answers_and_what_comes_first() -> None:
+    """Not the similarity (0.9 would refuse all of these): the reader's probability does,
+    and its most probable clause is cited first, though retrieval ranked it third."""
+    ranked = [hit("a", 0.5, 1.0, "1"), hit("a", 0.45, 0.9, "2", rank=2),
+              hit("a", 0.4, 0.8, "3", rank=3)]
+    question = Question("can I delete my account", "en", states=[np.zeros((3, 4))])
+    answered = reading_judge({"a-1": 0.2, "a-2": 0.1, "a-3": 0.95}).judge(question, ranked, "a")
+    assert answered.outcome == "answered"
+    assert [h.chunk.label for h in answered.chosen] == ["3"]
+    assert answered.reader is not None and answered.reader.candidates[0].chunk_id == "a-3"
+    assert "0.95" in answered.reason
+    refused = reading_judge({"a-1": 0.4, "a-2": 0.1, "a-3": 0.3}).judge(question, ranked, "a")
+    assert refused.outcome == "not_covered" and not refused.chosen
+    assert "No candidate reaches the reader's threshold" in refused.reason
+
+
+def test_an_all_policies_answer_cites_only_the_policies_whose_clause_answers() -> None:
+    ranked = [hit("a", 0.6, 1.0, "1"), hit("b", 0.58, 0.95, "1", rank=2),
+              hit("c", 0.3, 0.4, "1", rank=3)]
+    question = Question("do you sell my data", "en", states=[np.zeros((3, 4))])
+    judged = reading_judge({"a-1": 0.9, "b-1": 0.05, "c-1": 0.7}).judge(question, ranked, None)
+    assert judged.outcome == "answered"
+    assert {h.chunk.policy for h in judged.chosen} == {"a", "c"}

@@ -66,6 +66,8 @@ EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
         policy_floor=0.5,
         compiles=True,
         compact_table=_compact_gemma,
+        # The reader runs the top two of 24 layers per candidate clause.
+        state_layer=22,
     ),
     E5_SMALL: EmbeddingModelSpec(
         name=E5_SMALL,
@@ -92,7 +94,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
 EMBEDDING_MODELS[HASHING_TEST] = replace(
     EMBEDDING_MODELS[EMBEDDINGGEMMA], name=HASHING_TEST, ensure=lambda models_dir: models_dir,
     query_prompt="", document_prompt="{title}\n{text}", untitled_prompt="{text}",
-    licence="MIT", memory_gb=0.3, compiles=False, compact_table=None,
+    licence="MIT", memory_gb=0.3, compiles=False, compact_table=None, state_layer=None,
     dense_weight=0.3, refusal_threshold=-0.0608, coverage_weight=0.05, unknown_weight=0.3)
 
 

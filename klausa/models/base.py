@@ -46,6 +46,9 @@ class EmbeddingModelSpec:
     #: Swaps a loaded model's float32 word-embedding table for the compact copy its build
     #: wrote into the folder; False when the folder has none (``loading``).
     compact_table: Callable[[Any, Path], bool] | None = None
+    #: The layer whose input Klausa keeps for every token (the reader's starting point,
+    #: ``klausa.models.reader``); None: no token states, so no reader.
+    state_layer: int | None = None
 
     def document(self, title: str, text: str) -> str:
         if title:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE = "transformer.pt2"
 #: Bump when what is exported changes (the wrapper below, the dynamic shapes).
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 MAX_BATCH = 1024
 #: The builder process (``-m klausa.models.compiled`` would import this module twice).
 BUILDER = "import sys; from klausa.models.compiled import main; sys.exit(main(sys.argv[1:]))"
@@ -54,7 +54,7 @@ def build_key(model_folder: Path) -> str:
         flags = platform.processor()
     parts = [str(EXPORT_VERSION), torch.__version__, transformers.__version__,
              platform.python_version(), platform.machine(), flags,
-             (model_folder / "config.json").read_text("utf-8")]
+             str(_state_layer(model_folder)), (model_folder / "config.json").read_text("utf-8")]
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
@@ -62,9 +62,10 @@ def package_path(model_folder: Path) -> Path:
     return model_folder / "compiled" / build_key(model_folder) / PACKAGE
 
 
-def _wrapper(text_model):  # type: ignore[no-untyped-def]
+def _wrapper(text_model, state_layer: int | None = None):  # type: ignore[no-untyped-def]
     """What is exported: the transformer from word embeddings on (the int8 table lookup
-    stays outside, so its 200 MB are not copied into the graph as constants)."""
+    stays outside, so its 200 MB are not copied into the graph as constants); with
+    ``state_layer``, also that layer's input (the reader's token states)."""
     import torch
 
     class FromEmbeddings(torch.nn.Module):
@@ -73,10 +74,26 @@ def _wrapper(text_model):  # type: ignore[no-untyped-def]
             self.text_model = text_model
 
         def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
-            return self.text_model(inputs_embeds=inputs_embeds,
-                                   attention_mask=attention_mask).last_hidden_state
+            if state_layer is None:
+                return self.text_model(inputs_embeds=inputs_embeds,
+                                       attention_mask=attention_mask).last_hidden_state
+            out = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                  output_hidden_states=True)
+            return out.last_hidden_state, out.hidden_states[state_layer]
 
     return FromEmbeddings().eval()
+
+
+def _spec(model_folder: Path):  # type: ignore[no-untyped-def]
+    """The bundled model this folder holds (None: another model)."""
+    from klausa.models import EMBEDDING_MODELS
+
+    return next((s for s in EMBEDDING_MODELS.values() if s.name == model_folder.name), None)
+
+
+def _state_layer(model_folder: Path) -> int | None:
+    spec = _spec(model_folder)
+    return spec.state_layer if spec else None
 
 
 @contextmanager
@@ -217,7 +234,8 @@ class CompiledTransformer:
         import torch
 
         text_model = self.model[0].auto_model
-        wrapper = _wrapper(text_model)
+        state_layer = _state_layer(self.folder)
+        wrapper = _wrapper(text_model, state_layer)
         tensors = dict(wrapper.named_parameters()) | dict(wrapper.named_buffers())
         try:
             runner.load_constants({name: tensors[name] for name in runner.get_constant_fqns()},
@@ -227,8 +245,11 @@ class CompiledTransformer:
             with torch.inference_mode():
                 expected = wrapper(embed(features["input_ids"]), features["attention_mask"])
                 found = runner(embed(features["input_ids"]), features["attention_mask"])
-            similarity = torch.nn.functional.cosine_similarity(
-                expected.float().flatten(), found.float().flatten(), dim=0).item()
+            # Both outputs (the last states and the reader's) must agree.
+            pairs = zip(expected, found, strict=True) if state_layer is not None else [
+                (expected, found)]
+            similarity = min(torch.nn.functional.cosine_similarity(
+                e.float().flatten(), f.float().flatten(), dim=0).item() for e, f in pairs)
             if similarity < 0.999:
                 raise ValueError(f"its output differs from the model's (cosine {similarity:.4f})")
         except Exception as error:
@@ -244,6 +265,11 @@ class CompiledTransformer:
 
             try:
                 hidden = runner(embed(input_ids), attention_mask)
+                if state_layer is not None:
+                    hidden, states = hidden
+                    tap = getattr(text_model, "klausa_state_tap", None)
+                    if tap is not None:
+                        tap.states = states
             except RuntimeError as error:  # a shape outside what was compiled
                 log.warning("compiled transformer failed (%s); running the model as it is",
                             error)
@@ -281,15 +307,14 @@ def build(model_folder: Path) -> Path:
     builder process: the model is loaded here, on its own)."""
     import torch
 
-    from klausa.models import EMBEDDING_MODELS
     from klausa.models.loading import load_sentence_transformer
 
     target = package_path(model_folder)
     # The bundled model's compact word table, when the folder has one.
-    spec = next((s for s in EMBEDDING_MODELS.values() if s.name == model_folder.name), None)
+    spec = _spec(model_folder)
     model = load_sentence_transformer(
         str(model_folder), spec.compact_table if spec else None).to(torch.bfloat16)
-    wrapper = _wrapper(model[0].auto_model)
+    wrapper = _wrapper(model[0].auto_model, _state_layer(model_folder))
     # Example inputs: only their shapes matter (batch and length are dynamic).
     features = model.tokenizer(["a clause of a policy", CompiledTransformer.PROBE],
                                padding=True, return_tensors="pt")

@@ -48,3 +48,22 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+class StateTap:
+    """Keeps the input of one layer of a loaded transformer from its last forward pass (the
+    token states the reader starts from). The compiled transformer, which runs no layer
+    module, hands it over itself (``klausa.models.compiled``)."""
+
+    def __init__(self, text_model: Any, layer: int) -> None:
+        self.layer = layer
+        self.states: Any = None
+        text_model.layers[layer].register_forward_pre_hook(self._keep, with_kwargs=True)
+        text_model.klausa_state_tap = self
+
+    def _keep(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.states = args[0] if args else kwargs["hidden_states"]
+
+    def take(self) -> Any:
+        states, self.states = self.states, None
+        return states

@@ -1,98 +1,101 @@
-"""The reader network: reads a question against one clause and gives the logit of "this clause
-answers the question".
+"""The reader network: reads a question and a clause together and gives the logit of "this
+clause answers the question".
 
-It reads what the embedding model already computed, not text: the token states of the
-question (from the forward pass that embeds it for search) and of the clause (computed at
-ingest and stored beside the index). A small transformer (2 layers, 256 wide) runs over the
-two joined, with a learned summary token; each token also carries how well it is matched on
-the other side (its best cosine to the other side's tokens), which is what tells "insurance
-companies" apart from "payment providers" when everything else matches. Imports torch: load
-this module only when the reader is used (``klausa.reader``)."""
+It is EmbeddingGemma's own top, re-trained (MacAvaney et al., "Efficient Document Re-Ranking
+for Transformers by Precomputing Term Representations", SIGIR 2020): the embedding model's
+lower layers run on the question and on the clause apart — the question's while it is embedded
+for search, each clause's at ingest — and the input of its layer ``first_layer`` is kept for
+each token (``klausa.token_states``). The reader joins the two token sequences and runs copies
+of the layers from there on (fine-tuned, so the question's tokens now attend to the clause's),
+then a small head over the mean of all tokens and of the question's. Imports torch and
+transformers: load this module only when the reader is used (``klausa.reader``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-#: Token states of EmbeddingGemma-300M.
-STATE_DIM = 768
-
 
 @dataclass(frozen=True)
 class ReaderShape:
-    width: int = 256
-    layers: int = 2
-    heads: int = 4
-    feed_forward: int = 512
-    dropout: float = 0.1
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    #: The embedding model's transformer configuration (its ``config.json``).
+    config: dict[str, Any]
+    #: The layer whose input the token states are; the reader runs it and those above.
+    first_layer: int
+    head_width: int = 256
 
 
 class ReaderNet(nn.Module):
-    def __init__(self, shape: ReaderShape = ReaderShape()) -> None:
+    def __init__(self, shape: ReaderShape) -> None:
         super().__init__()
+        from transformers import Gemma3TextConfig
+        from transformers.models.gemma3.modeling_gemma3 import (
+            Gemma3DecoderLayer,
+            Gemma3RMSNorm,
+            Gemma3RotaryEmbedding,
+        )
+
+        config = Gemma3TextConfig(**shape.config)
+        config._attn_implementation = "sdpa"
         self.shape = shape
-        d = shape.width
-        self.norm_in = nn.LayerNorm(STATE_DIM)
-        self.project = nn.Linear(STATE_DIM, d)
-        #: 0: the summary token, 1: question, 2: clause.
-        self.segment = nn.Embedding(3, d)
-        #: The best-match cosine of each token, into the width.
-        self.match = nn.Linear(1, d)
-        self.summary = nn.Parameter(torch.zeros(1, 1, d))
-        layer = nn.TransformerEncoderLayer(d, shape.heads, shape.feed_forward, shape.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, shape.layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(d + 4), nn.Linear(d + 4, d), nn.GELU(),
-                                  nn.Linear(d, 1))
-        #: Mean token state, subtracted before cosines (the states share a large common
-        #: direction); set from training data.
-        self.register_buffer("center", torch.zeros(STATE_DIM))
+        first = shape.first_layer
+        self.layers = nn.ModuleList(Gemma3DecoderLayer(config, index)
+                                    for index in range(first, config.num_hidden_layers))
+        self.layer_types = list(config.layer_types[first:])
+        self.norm = Gemma3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary = Gemma3RotaryEmbedding(config)
+        width = config.hidden_size
+        self.head = nn.Sequential(nn.Linear(2 * width, shape.head_width), nn.GELU(),
+                                  nn.Linear(shape.head_width, 1))
+
+    @classmethod
+    def from_model_folder(cls, folder: Path, first_layer: int) -> ReaderNet:
+        """A reader starting from the embedding model's own top layers, float32 as published
+        (to train)."""
+        from safetensors.torch import load_file
+
+        config = json.loads((folder / "config.json").read_text("utf-8"))
+        net = cls(ReaderShape(config=config, first_layer=first_layer))
+        weights = load_file(str(folder / "model.safetensors"))
+        top = {f"layers.{int(k.split('.')[1]) - first_layer}.{k.split('.', 2)[2]}": v
+               for k, v in weights.items()
+               if k.startswith("layers.") and int(k.split(".")[1]) >= first_layer}
+        top["norm.weight"] = weights["norm.weight"]
+        missing, unexpected = net.load_state_dict(top, strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise ValueError(f"{folder} does not hold the layers the reader copies "
+                             f"(missing {missing}, unexpected {unexpected})")
+        return net
+
+    def encode(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """hidden [B, T, d]: token states at ``first_layer``; keep [B, T]: the tokens attended
+        to. Returns the final states [B, T, d]."""
+        batch, length, _ = hidden.shape
+        positions = torch.arange(length, device=hidden.device).unsqueeze(0).expand(batch, -1)
+        mask = torch.zeros(batch, 1, length, length, dtype=hidden.dtype, device=hidden.device)
+        mask = mask.masked_fill(~keep[:, None, None, :], torch.finfo(hidden.dtype).min)
+        rotations = {kind: self.rotary(hidden, positions, kind) for kind in set(self.layer_types)}
+        for layer, kind in zip(self.layers, self.layer_types, strict=True):
+            out = layer(hidden, attention_mask=mask, position_embeddings=rotations[kind],
+                        position_ids=positions)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return self.norm(hidden)
 
     def forward(self, question: torch.Tensor, question_mask: torch.Tensor,
                 clause: torch.Tensor, clause_mask: torch.Tensor) -> torch.Tensor:
-        """question [B, m, 768], clause [B, n, 768]; masks [B, m] / [B, n] (True: a token
-        to read; the question's prompt tokens are masked). Returns logits [B]."""
-        question, clause = question.float(), clause.float()
-        q_best, c_best = best_matches(question - self.center, question_mask,
-                                      clause - self.center, clause_mask)
-        batch = question.shape[0]
-        q = self.project(self.norm_in(question)) + self.segment.weight[1] + self.match(
-            q_best.unsqueeze(-1))
-        c = self.project(self.norm_in(clause)) + self.segment.weight[2] + self.match(
-            c_best.unsqueeze(-1))
-        summary = self.summary.expand(batch, 1, -1) + self.segment.weight[0]
-        tokens = torch.cat([summary, q, c], dim=1)
-        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=question.device),
-                          question_mask, clause_mask], dim=1)
-        out = self.encoder(tokens, src_key_padding_mask=~keep)[:, 0]
-        return self.head(torch.cat([out, match_summary(q_best, question_mask)], dim=-1)
-                         ).squeeze(-1)
-
-
-def best_matches(question: torch.Tensor, question_mask: torch.Tensor, clause: torch.Tensor,
-                 clause_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per question token, its best cosine to a clause token; per clause token, to a question
-    token (masked tokens: 0)."""
-    q = nn.functional.normalize(question, dim=-1)
-    c = nn.functional.normalize(clause, dim=-1)
-    similarity = q @ c.transpose(1, 2)  # [B, m, n]
-    low = torch.finfo(similarity.dtype).min
-    q_best = similarity.masked_fill(~clause_mask[:, None, :], low).amax(dim=2)
-    c_best = similarity.masked_fill(~question_mask[:, :, None], low).amax(dim=1)
-    return q_best.masked_fill(~question_mask, 0.0), c_best.masked_fill(~clause_mask, 0.0)
-
-
-def match_summary(q_best: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
-    """The weakest, the two weakest on average, and the mean of the question's best matches,
-    and how many question tokens there are (log): [B, 4]."""
-    high = torch.finfo(q_best.dtype).max
-    filled = q_best.masked_fill(~question_mask, high)
-    count = question_mask.sum(dim=1).clamp(min=1)
-    lowest = filled.topk(2, dim=1, largest=False).values.clamp(max=1.0)
-    mean = q_best.sum(dim=1) / count
-    return torch.stack([lowest[:, 0], lowest.mean(dim=1), mean, count.float().log()], dim=1)
+        """question [B, m, d], clause [B, n, d]; masks [B, m] / [B, n] (True: a token read;
+        the question's prompt tokens are attended to but not pooled). Returns logits [B]."""
+        hidden = torch.cat([question, clause], dim=1).to(self.norm.weight.dtype)
+        keep = torch.cat([torch.ones_like(question_mask), clause_mask], dim=1)
+        pooled = torch.cat([question_mask, clause_mask], dim=1).float().unsqueeze(-1)
+        out = self.encode(hidden, keep).float()
+        mean = (out * pooled).sum(1) / pooled.sum(1).clamp(min=1)
+        asked = question_mask.float().unsqueeze(-1)
+        asked_mean = (out[:, : question.shape[1]] * asked).sum(1) / asked.sum(1).clamp(min=1)
+        pooled_both = torch.cat([mean, asked_mean], dim=-1).to(self.norm.weight.dtype)
+        return self.head(pooled_both).squeeze(-1).float()

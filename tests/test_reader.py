@@ -1,0 +1,94 @@
+"""Klausa's reader, as shipped: the real weights read the real model's token states of a real
+index, and decide what is answered, what is refused and which clause comes first. And when the
+reader cannot be used, Klausa still answers, on similarity, and says so once."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from klausa.assistant import Assistant
+from klausa.embeddings import Embedder
+from klausa.reader import READER_DIR, WEIGHTS, WEIGHTS_SHA256, load_reader, sha256
+from klausa.settings import Settings
+from tests.conftest import make_settings
+
+
+def test_the_shipped_reader_is_the_pinned_one_and_loads(embedder: Embedder,
+                                                        seed_settings: Settings) -> None:
+    assert WEIGHTS_SHA256, "the shipped reader's hash is pinned in klausa/reader.py"
+    assert sha256(READER_DIR / WEIGHTS) == WEIGHTS_SHA256
+    assert (READER_DIR / WEIGHTS).stat().st_size <= 64 * 1024 * 1024
+    reader = load_reader(seed_settings, embedder)
+    assert reader is not None
+    assert reader.card.embedding_model == seed_settings.embedding_model
+    assert 0 < reader.threshold < 1
+
+
+def test_the_reader_answers_from_the_clause_that_answers(assistant: Assistant) -> None:
+    answer = assistant.ask("Does Jubelio sell or rent my personal data?", policy="jubelio",
+                           generate=False)
+    reading = answer.trace.reader
+    assert reading is not None and not answer.refused
+    best = reading.candidates[0]
+    assert best.probability >= reading.threshold
+    # The first citation is the clause the reader found most likely to answer, and the
+    # support desk is told why in words.
+    assert answer.citations[0].chunk_id == best.chunk_id
+    assert "reader" in answer.trace.reason
+
+
+@pytest.mark.parametrize("question", [
+    "Does Netmarks use my data to train AI models?",
+    "Apakah Netmarks memakai data saya untuk melatih model AI?",
+])
+def test_a_question_the_policy_does_not_answer_is_refused_by_the_reader(
+        assistant: Assistant, question: str) -> None:
+    """Netmarks' policy lists what it uses data for, and training AI models is not among
+    them: the general use clause is on the topic but does not answer."""
+    answer = assistant.ask(question, policy="netmarks", generate=False)
+    reading = answer.trace.reader
+    assert reading is not None and reading.candidates
+    assert all(c.probability < reading.threshold for c in reading.candidates)
+    assert answer.refused and answer.trace.outcome == "not_covered"
+    assert not answer.citations
+
+
+def test_without_its_weights_klausa_answers_on_similarity_and_says_so_once(
+        seed_settings: Settings, embedder: Embedder, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = seed_settings.model_copy(update={"reader_dir": tmp_path})
+    with caplog.at_level(logging.WARNING, logger="klausa.reader"):
+        assistant = Assistant(settings, embedder=embedder)
+        first = assistant.ask("Does Jubelio sell or rent my personal data?", policy="jubelio",
+                              generate=False)
+        assistant.ask("Can I reject cookies?", policy="webdeskers", generate=False)
+    unavailable = [r for r in caplog.records if "reader unavailable" in r.getMessage()]
+    assert len(unavailable) == 1 and "reader.safetensors" in unavailable[0].getMessage()
+    assert first.trace.reader is None
+    assert not first.refused and first.citations
+    assert first.trace.support is not None and "Support" in first.trace.reason
+
+
+def test_altered_weights_are_not_used(seed_settings: Settings, embedder: Embedder,
+                                      tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                      ) -> None:
+    altered = tmp_path / WEIGHTS
+    shutil.copyfile(READER_DIR / WEIGHTS, altered)
+    with open(altered, "r+b") as handle:  # one byte of a weight, not of the header
+        handle.seek(-100, 2)
+        byte = handle.read(1)
+        handle.seek(-100, 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with caplog.at_level(logging.WARNING, logger="klausa.reader"):
+        assert load_reader(seed_settings, embedder, folder=tmp_path,
+                           pinned=WEIGHTS_SHA256) is None
+    assert "is not the reader this version ships" in caplog.text
+
+
+def test_the_reader_can_be_switched_off(tmp_path: Path, embedder: Embedder) -> None:
+    settings = make_settings(tmp_path, reader="off")
+    assert load_reader(settings, embedder) is None
