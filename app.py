@@ -9,6 +9,9 @@ import streamlit as st
 from app_pages.common import init_state, interface_language
 from klausa.ui import ui
 
+# The favicon first, so that the pages' Material icons (the font bundled with Streamlit) do
+# not become the favicon, which the browser would fetch from Google's font host.
+st.set_page_config(page_title="Klausa", page_icon="§")
 init_state()
 language = interface_language()
 PAGES = [  # (file, interface-text key, icon, layout): staff pages are tables, the whole width
@@ -23,5 +26,5 @@ pages = {
 }
 page = st.navigation(list(pages.values()))
 layout = next(lay for path, _, _, lay in PAGES if pages[path] is page)
-st.set_page_config(page_title="Klausa", page_icon="§", layout=layout)  # type: ignore[arg-type]
+st.set_page_config(layout=layout)  # type: ignore[arg-type]
 page.run()

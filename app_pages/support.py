@@ -197,8 +197,13 @@ def candidates(assistant: Assistant, answer: Answer) -> None:
         took = f", {reader.ms:.0f} ms" if reader.ms is not None else ""
         st.caption(f"“reader”: the probability, by Klausa's reader "
                    f"({escape_markdown(reader.model)}), that the clause answers the question; "
-                   f"it answers from {reader.threshold:.2f}. It read the best {len(read)} "
-                   f"candidates{took}; the most probable of those that answer is cited first.")
+                   f"it answers from {reader.threshold:.2f}"
+                   + (f" ({reader.unseen_threshold:.4f} for "
+                      f"{escape_markdown(', '.join(reader.unseen_policies))}, which it was not "
+                      "trained on)" if reader.unseen_policies and reader.unseen_threshold
+                      is not None else "")
+                   + f". It read the best {len(read)} candidates{took}; the most probable of "
+                   "those that answer is cited first.")
     cited = {c.chunk_id for c in answer.citations}
     lexical_top = max((h.lexical or 0.0 for h in answer.hits), default=0.0) or 1.0
     st.dataframe(

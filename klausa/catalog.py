@@ -71,6 +71,33 @@ class Catalog:
     def info(self, policy_id: str) -> PolicyInfo:
         return self.policies[policy_id].info
 
+    def list_span(self, chunk: Chunk) -> tuple[int, int] | None:
+        """Source offsets of the list a lead-in clause introduces ("…including but not limited
+        to data provided at the time the User:"): from the lead-in to the end of its last item
+        (the bullets that follow it in its section, or, when it ends its section, the
+        sub-sections). None when ``chunk`` is not a lead-in or no item follows it."""
+        if not chunk.text.rstrip().endswith(":"):
+            return None
+        policy = self.policies.get(chunk.policy)
+        if policy is None:
+            return None
+        end = chunk.end
+        later = sorted((c for c in policy.chunks
+                        if c.label == chunk.label and c.ordinal > chunk.ordinal),
+                       key=lambda c: c.ordinal)
+        for item in later:
+            if not item.context:  # a paragraph after the list: the list has ended
+                break
+            end = item.end
+        if end == chunk.end:
+            # The items are sub-sections: those that start between the lead-in and the
+            # section's next own clause.
+            next_own = later[0].start if later else len(policy.source_text)
+            items = [s for s in policy.sections
+                     if s.parent == chunk.label and chunk.end <= s.start < next_own]
+            end = max((s.end for s in items), default=end)
+        return (chunk.start, end) if end > chunk.end else None
+
     def closest_policies(self, policy_id: str) -> list[str]:
         return difflib.get_close_matches(policy_id, list(self.policies), n=3, cutoff=0.3)
 

@@ -47,25 +47,49 @@ def terms_in(
     return set(question_terms) | set(default_lexicon().translate(question_terms, question_language))
 
 
+#: A list is quoted whole up to this long; a longer one up to the last item that fits (the
+#: asker reads the rest in the clause shown under the answer).
+LIST_QUOTE_CHARS = 1200
+
+
+def list_quote_end(text: str, limit: int = LIST_QUOTE_CHARS) -> int:
+    """Where the quote of a list ends: its end, or the end of the last whole item within
+    ``limit`` (at least the lead-in and its first item)."""
+    if len(text) <= limit:
+        return len(text)
+    ends = [m.start() for m in re.finditer(r"\n", text)] + [len(text)]
+    fitting = [e for e in ends if e <= limit]
+    return fitting[-1] if len(fitting) >= 2 else ends[min(1, len(ends) - 1)]
+
+
 def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Language) -> Citation:
+    """The clause quoted: the sentences that carry the answer, or — a list's lead-in, which
+    says nothing alone — the list it introduces."""
     chunk = hit.chunk
     info = catalog.info(chunk.policy)
-    start, end = supporting_span(
-        chunk.text, chunk.language, terms_in(chunk.language, question_terms, language)
-    )
+    span = catalog.list_span(chunk)
+    if span is not None:
+        text = catalog.policies[chunk.policy].source_text[span[0] : span[1]].rstrip()
+        origin, start, end = span[0], 0, list_quote_end(text)
+    else:
+        text, origin = chunk.text, chunk.start
+        start, end = supporting_span(
+            chunk.text, chunk.language, terms_in(chunk.language, question_terms, language)
+        )
     return Citation(
         chunk_id=chunk.id,
         policy=chunk.policy,
         policy_title=info.title,
         label=chunk.label,
         title=chunk.section_title or chunk.label,
-        text=chunk.text,
-        quote=chunk.text[start:end],
+        text=text,
+        quote=text[start:end],
         quote_start=start,
         quote_end=end,
-        source_start=chunk.start + start,
-        source_end=chunk.start + end,
+        source_start=origin + start,
+        source_end=origin + end,
         language=chunk.language,
+        list_continues=span is not None and end < len(text),
     )
 
 
@@ -114,7 +138,9 @@ def render_answer(citations: list[Citation], catalog: Catalog, language: Languag
                             section=section_name(citation.label, citation.title)))
         if citation.language != language:
             parts.append(phrase("answer", language, "quoted_other_language"))
-        parts.append(f"> “{collapse(citation.quote)}”")
+        parts.extend(quote_lines(citation.quote))
+        if citation.list_continues:
+            parts.append(phrase("answer", language, "list_continues"))
         parts.append("")
         info = catalog.info(citation.policy)
         if citation.language == "en" and info.prevailing_language == "id":
@@ -155,6 +181,13 @@ def render_refusal(
                 f"({hit.chunk.section_title or hit.chunk.label})"
             )
     return "\n".join(lines)
+
+
+def quote_lines(quote: str) -> list[str]:
+    """A quote as blockquote lines: one line, or a list's lead-in and each item on its own."""
+    lines = [collapse(line) for line in quote.splitlines() if line.strip()] or [""]
+    lines[0], lines[-1] = f"“{lines[0]}", f"{lines[-1]}”"
+    return [f"> {line}" for line in lines]
 
 
 def section_name(label: str, title: str) -> str:

@@ -34,6 +34,7 @@ from klausa.cases import Case, chunk_matches, load_cases
 from klausa.reader import (
     MAX_CLAUSE_TOKENS,
     READER_DIR,
+    TRAINED_ON,
     WEIGHTS,
     ReaderCard,
     question_tokens,
@@ -342,6 +343,12 @@ def train(assistant: Assistant, settings: TrainingSettings, out_dir: Path = READ
     }
     path = write_reader(net, card(threshold), out_dir)
     result["sha256"] = sha256(path)
+    # The policies it read in training, by the digest of their text: any other policy (or
+    # this one edited) gets the threshold for policies it was not trained on.
+    catalog = assistant.snapshot().catalog
+    trained_on = {policy: catalog.policies[policy].digest
+                  for policy in sorted({e.policy for e in train_examples if e.policy})}
+    (out_dir / TRAINED_ON).write_text(json.dumps(trained_on, indent=2) + "\n", "utf-8")
     (out_dir / "training.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
     return result
 

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     reader_dir: Path | None = None
     #: The reader's answer threshold; unset → the one calibrated with the shipped weights.
     reader_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: The threshold for policies the reader was not trained on; unset → ``UNSEEN_THRESHOLD``.
+    reader_threshold_unseen: float | None = Field(None, ge=0.0, le=1.0)
 
     #: Generative answers: ``none`` (extractive, the default), ``local`` (the bundled
     #: Qwen2.5-Coder-1.5B GGUF, extra ``llm``), ``openai`` (any OpenAI-compatible endpoint:

@@ -59,6 +59,9 @@ class ReaderTrace(_Part):
     threshold: float
     candidates: list[CandidateReading] = Field(default_factory=list)
     ms: float | None = None
+    #: Policies among the candidates that the reader was not trained on, and their threshold.
+    unseen_policies: list[str] = Field(default_factory=list)
+    unseen_threshold: float | None = None
 
 
 class GenerationTrace(_Part):

@@ -132,6 +132,8 @@ class Citation(BaseModel):
     source_start: int
     source_end: int
     language: Language
+    #: The quote stops before the end of the list it quotes (the rest is in ``text``).
+    list_continues: bool = False
 
 
 class Turn(BaseModel):

@@ -9,9 +9,11 @@ from click.testing import CliRunner
 
 from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
 from klausa.cli import cli
+from klausa.compose import cite, render_answer
 from klausa.evaluation import answer_language
 from klausa.settings import Settings
 from klausa.text import detect_language
+from klausa.types import Hit
 
 
 @pytest.mark.parametrize(
@@ -210,3 +212,24 @@ def test_the_words_no_policy_uses_are_words_with_a_topic(assistant: Assistant) -
     assert "month" in (price.trace.unmatched_terms or [])
     assert not {"much", "per"} & set(
         (price.trace.unknown_terms or []) + (price.trace.unmatched_terms or []))
+
+
+def test_a_list_lead_in_is_quoted_with_its_items(assistant: Assistant) -> None:
+    """A clause that only introduces a list ("…data provided at the time the User:") says
+    nothing alone: an answer citing it quotes the lead-in and its items, each on its line, and
+    the clause shown under the answer is the whole list."""
+    catalog = assistant.catalog
+    lead_ins = [c for c in catalog.chunks.values() if c.text.rstrip().endswith(":")]
+    assert len(lead_ins) >= 20  # the five seed policies have 28
+    for chunk in lead_ins:
+        citation = cite(Hit(chunk=chunk), catalog, [], chunk.language)
+        quoted = [line for line in render_answer([citation], catalog, chunk.language)
+                  .splitlines() if line.startswith("> ")]
+        assert len(quoted) >= 2, f"{chunk.policy} §{chunk.label}: the lead-in quoted alone"
+        assert citation.text.startswith(chunk.text.strip()) and len(citation.text) > len(
+            chunk.text)
+    sign_up = next(c for c in lead_ins if c.policy == "webdeskers" and c.label == "A.1")
+    citation = cite(Hit(chunk=sign_up), catalog, [], "en")
+    assert "creates or updates the Webdeskers account" in citation.quote
+    # The last item is in the clause shown under the answer (the quote may stop earlier).
+    assert "access permission to the relevant data stored in the User" in citation.text

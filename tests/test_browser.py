@@ -91,6 +91,20 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def requests_made(page) -> list[str]:
+    """Every URL the page asks for, from now on."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    return urls
+
+
+def assert_offline(urls: list[str], server: dict) -> None:
+    """Offline means offline: nothing the page loads comes from outside Klausa's own server
+    (seen: each page's Material icon fetched as the favicon from Google's font host)."""
+    outside = sorted({u for u in urls if not u.startswith((server["url"], "data:", "blob:"))})
+    assert urls and not outside, outside
+
+
 def staff_sign_in(page, name: str, password: str) -> None:
     # The sign-in form is in the interface language (English or Indonesian).
     page.get_by_label("Staff name").or_(page.get_by_label("Nama staf")).first.fill(name)
@@ -199,6 +213,7 @@ def test_a_conversation_alternating_languages_answers_every_question(
     it for a new widget). Every turn must get exactly one new answer, in its language, citing
     a section; and an earlier answer's feedback thumbs still work afterwards."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    urls = requests_made(page)
     page.goto(server["url"])
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=120_000)
@@ -252,11 +267,13 @@ def test_a_conversation_alternating_languages_answers_every_question(
             (CONVERSATION[0][0],)).fetchall()
         time.sleep(0.3)
     assert rows == [(0,)]
+    assert_offline(urls, server)
     page.close()
 
 
 def test_compare_page_shows_a_row_per_policy(server: dict, browser, artifacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    urls = requests_made(page)
     page.goto(f"{server['url']}/compare")
     page.get_by_test_id("stButtonGroup").get_by_text("Cookies", exact=True).first.click()
     page.get_by_text("policies address this").first.wait_for(timeout=60_000)
@@ -269,6 +286,7 @@ def test_compare_page_shows_a_row_per_policy(server: dict, browser, artifacts: P
     assert page.locator("mark.klausa-quote").count() >= 1
     assert page.get_by_role("button", name="Download as CSV").count() == 1
     page.screenshot(path=str(artifacts / "07-compare.png"), full_page=True)
+    assert_offline(urls, server)
     page.close()
 
 

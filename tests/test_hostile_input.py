@@ -43,8 +43,8 @@ def foreign_words(answer: Answer, catalog: Catalog) -> str:
         for template in phrases("answer", language).values():
             allowed += re.split(r"\{\w+\}", template)
     for citation in answer.citations:
-        allowed += [collapse(citation.quote), citation.policy_title, citation.label,
-                    citation.title]
+        allowed += [collapse(line) for line in citation.quote.splitlines()]
+        allowed += [citation.policy_title, citation.label, citation.title]
     for hit in answer.hits:
         allowed += [hit.chunk.label, hit.chunk.section_title]
     allowed += [policy.info.title for policy in catalog.policies.values()]
@@ -62,7 +62,13 @@ def check_answer(answer: Answer, catalog: Catalog) -> None:
         assert citation.chunk_id in retrieved, f"cited {citation.label} was never retrieved"
         assert citation.text[citation.quote_start : citation.quote_end] == citation.quote
         assert citation.quote.strip()
-        assert catalog.chunks[citation.chunk_id].text == citation.text
+        # The clause, or — a list's lead-in — the list it introduces, as the source has it.
+        source = catalog.policies[citation.policy].source_text
+        span = catalog.list_span(catalog.chunks[citation.chunk_id])
+        clause = catalog.chunks[citation.chunk_id].text if span is None else (
+            source[span[0] : span[1]].rstrip())
+        assert citation.text == clause
+        assert source[citation.source_start : citation.source_end] == citation.quote
     assert answer.refused == (not answer.citations)
     assert foreign_words(answer, catalog) == "", answer.answer
 

@@ -172,8 +172,8 @@ class ScriptedReader:
                                threshold=threshold, depth=10, shape={})
         self.threshold = threshold
 
-    def read(self, question: object, clauses: list[object]) -> list[float]:
-        return [self.probabilities[str(c)] for c in clauses]
+    def read(self, question: object, clauses: list[object]) -> np.ndarray:
+        return np.array([self.probabilities[str(c)] for c in clauses])
 
 
 class ClauseIds:
@@ -183,10 +183,30 @@ class ClauseIds:
         return chunk_id
 
 
-def reading_judge(probabilities: dict[str, float]) -> Judge:
+def reading_judge(probabilities: dict[str, float],
+                  trained_on: dict[str, str] | None = None) -> Judge:
+    reader = ScriptedReader(probabilities)
+    reader.trained_on = trained_on  # type: ignore[attr-defined]
+    reader.unseen_threshold = 0.1  # type: ignore[attr-defined]
     return Judge(Settings(refusal_threshold=0.9, coverage_weight=0.0, unknown_weight=0.0),
-                 {"delete", "account", "sell", "data"}, reader=ScriptedReader(probabilities),  # type: ignore[arg-type]
-                 clause_states=ClauseIds())  # type: ignore[arg-type]
+                 {"delete", "account", "sell", "data"}, reader=reader,  # type: ignore[arg-type]
+                 clause_states=ClauseIds(),  # type: ignore[arg-type]
+                 policy_digests={"a": "text-a", "b": "text-b", "c": "text-c"})
+
+
+def test_a_policy_the_reader_never_read_is_judged_on_its_own_threshold() -> None:
+    """The reader's probabilities run lower on policies it was not trained on; those (and a
+    trained-on policy whose text changed) answer from the lower threshold."""
+    ranked = [hit("a", 0.6, 1.0, "1"), hit("b", 0.58, 0.95, "1", rank=2),
+              hit("c", 0.5, 0.9, "1", rank=3)]
+    question = Question("do you sell my data", "en", states=[np.zeros((3, 4))])
+    judged = reading_judge({"a-1": 0.3, "b-1": 0.3, "c-1": 0.05},
+                           trained_on={"a": "text-a", "b": "an older text"}
+                           ).judge(question, ranked, None)
+    assert {h.chunk.policy for h in judged.chosen} == {"b"}
+    assert judged.reader is not None and judged.reader.unseen_policies == ["b", "c"]
+    unknown = reading_judge({"a-1": 0.3, "b-1": 0.3, "c-1": 0.05}).judge(question, ranked, None)
+    assert not unknown.chosen  # no list of what it was trained on: one threshold for all
 
 
 def test_the_reader_decides_what_answers_and_what_comes_first() -> None:
@@ -203,6 +223,20 @@ def test_the_reader_decides_what_answers_and_what_comes_first() -> None:
     refused = reading_judge({"a-1": 0.4, "a-2": 0.1, "a-3": 0.3}).judge(question, ranked, "a")
     assert refused.outcome == "not_covered" and not refused.chosen
     assert "No candidate reaches the reader's threshold" in refused.reason
+
+
+def test_a_sure_answer_among_the_first_five_candidates_ends_the_reading() -> None:
+    """Reading stops after the first five when one answers surely (the reader's time halves
+    for most questions); an unsure first five reads all ten, and the best of them answers."""
+    ranked = [hit("a", 0.5, 1.0 - i / 20, str(i), rank=i) for i in range(1, 11)]
+    question = Question("can I delete my account", "en", states=[np.zeros((3, 4))])
+    unsure = {f"a-{i}": 0.1 for i in range(1, 11)}
+    sure = reading_judge(unsure | {"a-2": 0.9, "a-8": 0.99}).judge(question, ranked, "a")
+    assert [h.chunk.label for h in sure.chosen] == ["2"]
+    assert sure.reader is not None and len(sure.reader.candidates) == 5
+    read_on = reading_judge(unsure | {"a-2": 0.6, "a-8": 0.99}).judge(question, ranked, "a")
+    assert [h.chunk.label for h in read_on.chosen] == ["8"]
+    assert read_on.reader is not None and len(read_on.reader.candidates) == 10
 
 
 def test_an_all_policies_answer_cites_only_the_policies_whose_clause_answers() -> None:

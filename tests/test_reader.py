@@ -92,3 +92,38 @@ def test_altered_weights_are_not_used(seed_settings: Settings, embedder: Embedde
 def test_the_reader_can_be_switched_off(tmp_path: Path, embedder: Embedder) -> None:
     settings = make_settings(tmp_path, reader="off")
     assert load_reader(settings, embedder) is None
+
+
+NEW_POLICY = (
+    "KEDAI KOPI PRIVACY NOTICE\n"
+    "1. Data we collect\n"
+    "Kedai Kopi collects your name, phone number and order history when you order online.\n"
+    "2. Retention\n"
+    "We keep order history for two years, then delete it.\n"
+)
+
+
+def test_a_policy_the_reader_was_not_trained_on_gets_its_own_threshold(
+        assistant: Assistant, seed_settings: Settings, embedder: Embedder,
+        tmp_path: Path) -> None:
+    """The five seed policies are the ones it was trained on, text for text (a seed policy
+    edited without retraining would fail here); a policy added later is read against the
+    threshold calibrated on policies it never saw, and the support desk is told so."""
+    from ingest.pipeline import ingest
+    from klausa.reader import UNSEEN_THRESHOLD
+
+    assert assistant.snapshot().judge.unseen == set()
+    shutil.copytree(seed_settings.index_dir, tmp_path / "index")
+    added = tmp_path / "kedaikopi.en.txt"
+    added.write_text(NEW_POLICY, "utf-8")
+    settings = seed_settings.model_copy(update={"data_dir": tmp_path})
+    assert not ingest(settings, [added], prune=False, embedder=embedder).errors
+    judge = Assistant(settings, embedder=embedder).snapshot().judge
+    assert judge.unseen == {"kedaikopi"}
+    assert judge.reader_threshold_of("kedaikopi") == UNSEEN_THRESHOLD
+    assert judge.reader_threshold_of("webdeskers") == judge.reader_threshold > UNSEEN_THRESHOLD
+    answer = Assistant(settings, embedder=embedder).ask(
+        "How long do you keep my order history?", policy="kedaikopi", generate=False)
+    assert not answer.refused and answer.citations[0].label == "2"
+    assert answer.trace.reader is not None
+    assert answer.trace.reader.unseen_policies == ["kedaikopi"]
