@@ -432,13 +432,14 @@ def explain_reading(readings: list[Reading], threshold_of: Callable[[str], float
     above = sum(r.probability >= threshold_of(r.hit.chunk.policy) for r in readings)
     threshold = threshold_of(best.hit.chunk.policy)
     if best.probability >= threshold:
-        sentence = (f"**The reader gives {where} {best.probability:.2f}** that it answers "
-                    f"(threshold {threshold:.2f}; {above} of the {len(readings)} candidates "
+        # .2g: a policy the reader was not trained on has a threshold of a few thousandths.
+        sentence = (f"**The reader gives {where} {best.probability:.2g}** that it answers "
+                    f"(threshold {threshold:.2g}; {above} of the {len(readings)} candidates "
                     "read reach it)")
         sentence += ", so Klausa answered." if outcome == "answered" else "."
     else:
-        sentence = (f"**No candidate reaches the reader's threshold {threshold:.2f}**: the "
-                    f"best, {where}, reads {best.probability:.2f}, so Klausa said the policy "
+        sentence = (f"**No candidate reaches the reader's threshold {threshold:.2g}**: the "
+                    f"best, {where}, reads {best.probability:.2g}, so Klausa said the policy "
                     "does not say.")
     sentences = [sentence]
     if asked is not None:
