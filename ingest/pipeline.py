@@ -176,14 +176,19 @@ def embedding_text(chunk: Chunk, embedder: Embedder) -> str:
 Row = tuple[str, Chunk, str, str]
 
 
+def text_digest(text: str) -> str:
+    """What a vector and a clause's token states are stored under: the digest of the text
+    the model read (an unchanged text keeps both across ingests)."""
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def chunk_rows(chunk: Chunk, embedder: Embedder) -> list[Row]:
     """The clause's vector row, and its gloss's when it has one (same chunk, other words)."""
     texts = [(chunk.id, embedding_text(chunk, embedder))]
     if chunk.gloss:
         texts.append((chunk.id + GLOSS_SUFFIX,
                       embedder.document_text(chunk.gloss_title, chunk.gloss)))
-    return [(row_id, chunk, text, hashlib.sha1(text.encode()).hexdigest())
-            for row_id, text in texts]
+    return [(row_id, chunk, text, text_digest(text)) for row_id, text in texts]
 
 
 def chunk_metadata(row_id: str, chunk: Chunk, digest: str) -> dict[str, str | int]:
@@ -366,8 +371,7 @@ def store_token_states(settings: Settings, embedder: Embedder, chunks: Sequence[
     before the reader) computed now. An embedder without token states stores none."""
     previous = TokenStates.load(settings.generation_dir)
     texts = {c.id: embedding_text(c, embedder) for c in chunks}
-    digests = {chunk_id: hashlib.sha1(text.encode()).hexdigest() for chunk_id, text in
-               texts.items()}
+    digests = {chunk_id: text_digest(text) for chunk_id, text in texts.items()}
     by_digest = {digests[i]: text for i, text in texts.items()}
     missing = [d for d in by_digest if d not in fresh and (previous is None
                                                            or previous.of_digest(d) is None)]

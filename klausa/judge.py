@@ -292,16 +292,14 @@ class Judge:
                       ][:MAX_POLICIES_CITED]
         outcome: Outcome = ("answered" if chosen else
                             "not_stated" if checked is not None else "not_covered")
+        unseen = sorted({r.hit.chunk.policy for r in readings} & self.unseen)
         trace = ReaderTrace(model=self.reader.card.name if self.reader else "", threshold=tau,
                             candidates=[CandidateReading(
                                 chunk_id=r.hit.chunk.id, policy=r.hit.chunk.policy,
                                 label=r.hit.chunk.label, probability=round(r.probability, 4))
                                 for r in readings],
-                            ms=round(ms, 2))
-        unseen = sorted({r.hit.chunk.policy for r in readings} & self.unseen)
-        if unseen:
-            trace = trace.model_copy(update={"unseen_policies": unseen,
-                                             "unseen_threshold": self.unseen_threshold})
+                            ms=round(ms, 2), unseen_policies=unseen,
+                            unseen_threshold=self.unseen_threshold if unseen else None)
         reason = explain_reading(readings, self.reader_threshold_of, outcome, checked,
                                  unheard_of=unheard_of)
         return Judgement(outcome, chosen if outcome == "answered" else [],
