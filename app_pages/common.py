@@ -142,13 +142,19 @@ def answer_markdown(answer: Answer) -> str:
 
 
 def render_clause(assistant: Assistant, citation: Citation, language: Language) -> None:
-    """The cited clause with its supporting words highlighted, and the whole section."""
+    """The cited clause with its supporting words highlighted, and the whole section; a
+    clause quoted from a translation also as the policy has it, highlighted too."""
     st.markdown(highlight_html(citation.text, citation.quote_start, citation.quote_end),
                 unsafe_allow_html=True)
     policy = assistant.catalog.policies.get(citation.policy)
     if policy is not None:
         with st.expander(ui(language, "show_section")):
-            st.text(section_source(policy, citation.label))
+            st.text(section_source(policy, citation.label, citation.language))
+    original = citation.original
+    if original is not None:
+        with st.expander(ui(language, f"original_clause_{original.language}")):
+            st.markdown(highlight_html(original.text, original.quote_start,
+                                       original.quote_end), unsafe_allow_html=True)
 
 
 def render_citations(assistant: Assistant, answer: Answer, language: Language) -> None:
@@ -181,9 +187,10 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
             for hit in nearest_sections(answer.hits):
                 policy = assistant.catalog.policies.get(hit.chunk.policy)
                 if policy is not None:
+                    title = assistant.catalog.policy_title(policy.info.id, language)
                     with st.expander(ui(language, "read_section",
-                                        section=f"{policy.info.title} §{hit.chunk.label}")):
-                        st.text(section_source(policy, hit.chunk.label))
+                                        section=f"{title} §{hit.chunk.label}")):
+                        st.text(section_source(policy, hit.chunk.label, language))
         return
     text = answer_markdown(answer)
     generation = answer.trace.generation

@@ -449,6 +449,10 @@ class ParsedTree:
     spans: dict[str, list[tuple[int, int, str]]]
 
 
+#: The label of the text before a policy's first heading, in the policy's language.
+INTRO_LABEL = {"en": "Introduction", "id": "Pendahuluan"}
+
+
 def parse_sections(text: str, intro_label: str = "Introduction") -> ParsedTree:
     """Parse ``text`` into sections; offsets index into ``text`` itself."""
     parser = _Parser(text, intro_label)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ingest.align import align, file_digest
 from ingest.chunk import build_chunks
 from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
-from ingest.parse import parse_sections
+from ingest.parse import INTRO_LABEL, parse_sections
 from klausa.catalog import MANIFEST, Catalog, load_manifest
 from klausa.embeddings import Embedder, load_embedder
 from klausa.glosses import GLOSS_SUFFIX, attach_glosses, clause_body, gloss_path, load_glosses
@@ -45,9 +46,6 @@ log = logging.getLogger(__name__)
 #: each of the model's batches in it) holds texts of similar length; the block only sets how
 #: often progress is reported.
 EMBED_BLOCK = 256
-INTRO_LABEL = {"en": "Introduction", "id": "Pendahuluan"}
-
-
 class IngestBusyError(RuntimeError):
     pass
 
@@ -145,12 +143,20 @@ def parse_document(document: Document) -> ParsedPolicy:
     if not chunks:
         raise DocumentError(document.path, "no text to index")
     chunks = attach_glosses(chunks, load_glosses(gloss_path(document.path)))
+    versions = []
+    for version in info.versions:
+        if version.language == info.language:
+            raise DocumentError(document.path, f"its version {version.source} is in the "
+                                "policy's own language; a version is in the other one")
+        path = document.path.parent / version.source
+        versions.append(align(path, version, load_text(path), tree, chunks))
     return ParsedPolicy(
         info=info,
         sections=tree.sections,
         chunks=chunks,
         source_text=text,
         digest=document_digest(document),
+        versions=versions,
     )
 
 
@@ -158,10 +164,18 @@ def document_digest(document: Document) -> str:
     """What a catalog entry was built from: the file's bytes and its entry as discovered (not
     as refined from its text, so ``index_is_current`` can recompute it without parsing)."""
     glosses = gloss_path(document.path)
+    # Without its versions: a policy's clauses (and the reader's record of the policies it
+    # was trained on) do not change when a translation is added; ``version_digests`` does.
     return hashlib.sha256(
-        document.path.read_bytes() + document.info.model_dump_json().encode()
+        document.path.read_bytes() + document.info.model_dump_json(exclude={"versions"}).encode()
         + (glosses.read_bytes() if glosses.is_file() else b"")
     ).hexdigest()
+
+
+def version_digests(document: Document) -> dict[str, str]:
+    """Each version's file digest and how it is listed, by language."""
+    return {v.language: file_digest(document.path.parent / v.source) + v.model_dump_json()
+            for v in document.info.versions}
 
 
 def embedding_text(chunk: Chunk, embedder: Embedder) -> str:
@@ -451,10 +465,12 @@ def index_is_current(settings: Settings) -> bool:
             return False
     for document in documents:
         try:
-            digest = document_digest(document)
+            digest, versions = document_digest(document), version_digests(document)
         except OSError:
             return False
-        if catalog.policies[document.info.id].digest != digest:
+        policy = catalog.policies[document.info.id]
+        if policy.digest != digest or versions != {
+                v.info.language: v.digest + v.info.model_dump_json() for v in policy.versions}:
             return False
     return True
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 from klausa.files import write_atomically
-from klausa.types import Chunk, ParsedPolicy, PolicyInfo
+from klausa.types import Chunk, Language, ParsedPolicy, PolicyInfo, Section, Version
 
 log = logging.getLogger(__name__)
 
@@ -71,32 +71,57 @@ class Catalog:
     def info(self, policy_id: str) -> PolicyInfo:
         return self.policies[policy_id].info
 
-    def list_span(self, chunk: Chunk) -> tuple[int, int] | None:
+    def list_span(self, chunk: Chunk, version: Version | None = None) -> tuple[int, int] | None:
         """Source offsets of the list a lead-in clause introduces ("…including but not limited
         to data provided at the time the User:"): from the lead-in to the end of its last item
         (the bullets that follow it in its section, or, when it ends its section, the
-        sub-sections). None when ``chunk`` is not a lead-in or no item follows it."""
+        sub-sections); in ``version``'s text when given. None when ``chunk`` is not a lead-in
+        or no item follows it."""
         if not chunk.text.rstrip().endswith(":"):
             return None
         policy = self.policies.get(chunk.policy)
         if policy is None:
             return None
-        end = chunk.end
+        last: Chunk | None = None
         later = sorted((c for c in policy.chunks
                         if c.label == chunk.label and c.ordinal > chunk.ordinal),
                        key=lambda c: c.ordinal)
         for item in later:
             if not item.context:  # a paragraph after the list: the list has ended
                 break
-            end = item.end
-        if end == chunk.end:
+            last = item
+        items: list[Section] = []
+        if last is None:
             # The items are sub-sections: those that start between the lead-in and the
             # section's next own clause.
             next_own = later[0].start if later else len(policy.source_text)
             items = [s for s in policy.sections
                      if s.parent == chunk.label and chunk.end <= s.start < next_own]
-            end = max((s.end for s in items), default=end)
-        return (chunk.start, end) if end > chunk.end else None
+            if not items:
+                return None
+        if version is None:
+            end = last.end if last is not None else max(s.end for s in items)
+            return chunk.start, end
+        end = (version.clauses[last.id][1] if last is not None
+               else max(version.sections[s.label][3] for s in items))
+        return version.clauses[chunk.id][0], end
+
+    def version(self, policy_id: str, language: Language) -> Version | None:
+        """The policy's version in ``language``, when that is not its own language."""
+        policy = self.policies[policy_id]
+        return policy.version(language) if language != policy.info.language else None
+
+    def policy_title(self, policy_id: str, language: Language) -> str:
+        """The title a reader of ``language`` sees: its version's, when it has one."""
+        version = self.version(policy_id, language)
+        return (version and version.info.title) or self.info(policy_id).title
+
+    def section_title(self, policy_id: str, label: str, language: Language) -> str:
+        version = self.version(policy_id, language)
+        if version is not None and label in version.sections:
+            return version.sections[label][1] or label
+        section = self.policies[policy_id].section(label)
+        return (section.title if section else "") or label
 
     def closest_policies(self, policy_id: str) -> list[str]:
         return difflib.get_close_matches(policy_id, list(self.policies), n=3, cutoff=0.3)

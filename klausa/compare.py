@@ -39,7 +39,7 @@ def compare(assistant: Assistant, question: str,
                                         generate=False)
                for policy_id in catalog.policies}
     addressing = assistant.judge.addressing({p: a.trace for p, a in answers.items()})
-    return [PolicyRow(policy_id, catalog.policies[policy_id].info.title, answer,
+    return [PolicyRow(policy_id, catalog.policy_title(policy_id, language), answer,
                       addresses=policy_id in addressing)
             for policy_id, answer in answers.items()]
 

@@ -12,7 +12,7 @@ from klausa.catalog import Catalog
 from klausa.judge import Judgement
 from klausa.prompts import phrase
 from klausa.text import analyse, default_lexicon, sentence_spans
-from klausa.types import Citation, Hit, Language
+from klausa.types import Chunk, Citation, Hit, Language, Version
 
 #: Clauses up to this long are quoted whole; longer ones by their best sentences.
 QUOTE_WHOLE_CHARS = 320
@@ -63,33 +63,48 @@ def list_quote_end(text: str, limit: int = LIST_QUOTE_CHARS) -> int:
 
 
 def cite(hit: Hit, catalog: Catalog, question_terms: list[str], language: Language) -> Citation:
-    """The clause quoted: the sentences that carry the answer, or — a list's lead-in, which
-    says nothing alone — the list it introduces."""
+    """The clause quoted in the asker's language when the policy has a version in it (with
+    the policy's own clause as ``original``), else as the policy has it."""
     chunk = hit.chunk
-    info = catalog.info(chunk.policy)
-    span = catalog.list_span(chunk)
+    version = catalog.version(chunk.policy, language)
+    original = quote(chunk, None, catalog, question_terms, language)
+    if version is None:
+        return original
+    return quote(chunk, version, catalog, question_terms, language).model_copy(
+        update={"original": original})
+
+
+def quote(chunk: Chunk, version: Version | None, catalog: Catalog, question_terms: list[str],
+          language: Language) -> Citation:
+    """``chunk``'s clause (or its twin in ``version``) quoted: the sentences that carry the
+    answer, or — a list's lead-in, which says nothing alone — the list it introduces."""
+    policy = catalog.policies[chunk.policy]
+    source = version.source_text if version else policy.source_text
+    text_language = version.info.language if version else chunk.language
+    span = catalog.list_span(chunk, version)
     if span is not None:
-        text = catalog.policies[chunk.policy].source_text[span[0] : span[1]].rstrip()
+        text = source[span[0] : span[1]].rstrip()
         origin, start, end = span[0], 0, list_quote_end(text)
     else:
-        text, origin = chunk.text, chunk.start
+        origin, clause_end = version.clauses[chunk.id] if version else (chunk.start, chunk.end)
+        text = source[origin:clause_end]
         start, end = supporting_span(
-            chunk.text, chunk.language, terms_in(chunk.language, question_terms, language)
-        )
+            text, text_language, terms_in(text_language, question_terms, language))
     return Citation(
         chunk_id=chunk.id,
         policy=chunk.policy,
-        policy_title=info.title,
+        policy_title=catalog.policy_title(chunk.policy, text_language),
         label=chunk.label,
-        title=chunk.section_title or chunk.label,
+        title=catalog.section_title(chunk.policy, chunk.label, text_language),
         text=text,
         quote=text[start:end],
         quote_start=start,
         quote_end=end,
         source_start=origin + start,
         source_end=origin + end,
-        language=chunk.language,
+        language=text_language,
         list_continues=span is not None and end < len(text),
+        provided_by=version.info.provided_by if version else "company",
     )
 
 
@@ -136,7 +151,9 @@ def render_answer(citations: list[Citation], catalog: Catalog, language: Languag
             "lead_more")
         parts.append(phrase("answer", language, key, policy=citation.policy_title,
                             section=section_name(citation.label, citation.title)))
-        if citation.language != language:
+        if citation.provided_by == "klausa":
+            parts.append(phrase("answer", language, "quoted_translation"))
+        elif citation.language != language:
             parts.append(phrase("answer", language, "quoted_other_language"))
         parts.extend(quote_lines(citation.quote))
         if citation.list_continues:
@@ -169,24 +186,27 @@ def render_refusal(
     address, a date) for this", then the nearest sections."""
     key = f"not_stated_{unstated}" if unstated else "not_covered"
     if policy:
-        lines = [phrase("answer", language, key, policy=catalog.info(policy).title)]
+        lines = [phrase("answer", language, key,
+                        policy=catalog.policy_title(policy, language))]
     else:
         lines = [phrase("answer", language, f"{key}_all")]
     nearest = nearest_sections(hits)
     if nearest:
         lines.append(phrase("answer", language, "nearest"))
         for hit in nearest:
-            lines.append(
-                f"- {catalog.info(hit.chunk.policy).title} §{hit.chunk.label} "
-                f"({hit.chunk.section_title or hit.chunk.label})"
-            )
+            policy, label = hit.chunk.policy, hit.chunk.label
+            title = catalog.section_title(policy, label, language)
+            lines.append(f"- {catalog.policy_title(policy, language)} "
+                         f"{section_name(label, title)}")
     return "\n".join(lines)
 
 
 def quote_lines(quote: str) -> list[str]:
     """A quote as blockquote lines: one line, or a list's lead-in and each item on its own."""
     lines = [collapse(line) for line in quote.splitlines() if line.strip()] or [""]
-    lines[0], lines[-1] = f"“{lines[0]}", f"{lines[-1]}”"
+    # In turn, not as one tuple assignment: a one-line quote is both first and last line.
+    lines[0] = f"“{lines[0]}"
+    lines[-1] = f"{lines[-1]}”"
     return [f"> {line}" for line in lines]
 
 

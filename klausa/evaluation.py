@@ -43,7 +43,8 @@ def answer_language(answer: Answer, catalog: Catalog) -> Language:
     own_words = re.sub(r"^>.*$", " ", answer.answer, flags=re.M)
     own_words = re.sub(r"§.*?(\)|$)", " ", own_words, flags=re.M)
     for policy in catalog.policies.values():
-        own_words = own_words.replace(policy.info.title, " ")
+        for title in [policy.info.title, *(v.info.title for v in policy.versions if v.info.title)]:
+            own_words = own_words.replace(title, " ")
     return detect_language(own_words)
 
 
@@ -76,14 +77,17 @@ class AssistantAsker(Asker):
         catalog = self.assistant.catalog
         ranks = [h.rank for h in answer.hits if chunk_matches(h.chunk, case, catalog)]
         first = answer.citations[0] if answer.citations else None
-        cited_ok = bool(first) and (
-            passage_matches(first.text, case.gold_passages)
+        # Gold passages and quotes are the policy's own words: a clause quoted from a
+        # translation is matched by its original.
+        own = (first.original or first) if first else None
+        cited_ok = own is not None and (
+            passage_matches(own.text, case.gold_passages)
             if case.gold_passages
-            else label_matches(first.policy, first.label, case, catalog)
+            else label_matches(own.policy, own.label, case, catalog)
         )
         quote_ok = None
-        if case.quote and first:
-            quote_ok = case.quote.lower() in " ".join(first.text.split()).lower()
+        if case.quote and own:
+            quote_ok = case.quote.lower() in " ".join(own.text.split()).lower()
         return Record(
             **answer.model_dump(exclude={"trace"}),
             trace=answer.trace,
@@ -143,6 +147,10 @@ def score(records: Iterable[Record]) -> dict:
         sum(1 for r in records if r.language == r.case.lang and r.answer_language == r.case.lang),
         len(records),
     )
+    # Answers whose first quote is in the asker's language (a policy with a version in it).
+    answered = [r for r in records if r.citations]
+    figures["quote_language"] = _ratio(
+        sum(1 for r in answered if r.citations[0].language == r.case.lang), len(answered))
     figures["refusal_precision"] = _ratio(len(true_refusals), len(refused))
     figures["refusal_recall"] = _ratio(len(true_refusals), len(unanswerable))
     figures["false_refusal_rate"] = _ratio(sum(1 for r in answerable if r.refused),
@@ -204,6 +212,7 @@ COLUMNS = [
     ("mrr", "MRR"),
     ("citation_accuracy", "cite"),
     ("language_accuracy", "lang"),
+    ("quote_language", "qlang"),
     ("refusal_precision", "refP"),
     ("refusal_recall", "refR"),
     ("false_refusal_rate", "falseR"),

@@ -168,7 +168,10 @@ class ReviewDesk:
             answerable = not answer.refused
             sections = [_gold_label(c.policy, c.label, answer.policy)
                         for c in answer.citations] if answerable else []
-            quote = answer.citations[0].quote if answerable and answer.citations else None
+            # The policy's own words (what `klausa eval` looks for in the cited clause), not
+            # a translation's.
+            first = answer.citations[0] if answerable and answer.citations else None
+            quote = (first.original or first).quote if first else None
         elif row.verdict in NEEDS_SECTION:
             answerable = True
             sections = [_gold_label(row.verdict_policy or "", row.verdict_section or "",

@@ -11,6 +11,17 @@ from klausa.trace import Trace
 Language = Literal["en", "id"]
 
 
+class VersionInfo(BaseModel):
+    """A policy's text in another language, as the manifest lists it (``[[policy.versions]]``)."""
+
+    language: Language
+    source: str
+    #: "company": the company publishes this text too; "klausa": a translation written for
+    #: Klausa and reviewed against the original (never presented as the company's words).
+    provided_by: Literal["company", "klausa"] = "klausa"
+    title: str | None = None
+
+
 class PolicyInfo(BaseModel):
     """One policy as described by a corpus manifest."""
 
@@ -22,6 +33,11 @@ class PolicyInfo(BaseModel):
     effective_date: str | None = None
     prevailing_language: Language | None = None
     aliases: list[str] = Field(default_factory=list)
+    #: The same policy in the other language, aligned section by section with ``source``.
+    versions: list[VersionInfo] = Field(default_factory=list)
+
+    def version_info(self, language: Language) -> VersionInfo | None:
+        return next((v for v in self.versions if v.language == language), None)
 
 
 class Section(BaseModel):
@@ -64,6 +80,22 @@ class Chunk(BaseModel):
     gloss_title: str = ""
 
 
+class Version(BaseModel):
+    """A policy's text in another language, aligned with the original by ``ingest.align``:
+    every section and clause of the original has its twin here, found by the original's
+    label and chunk id."""
+
+    info: VersionInfo
+    source_text: str
+    #: sha256 of the version's file: what "stale" compares.
+    digest: str
+    #: Original section label → (label, title, start, end) of its twin in ``source_text``.
+    sections: dict[str, tuple[str, str, int, int]]
+    #: Original chunk id → (start, end) of its clause's twin (a clause split into several
+    #: chunks for search maps each part to the whole twin clause).
+    clauses: dict[str, tuple[int, int]]
+
+
 class ParsedPolicy(BaseModel):
     info: PolicyInfo
     sections: list[Section]
@@ -72,6 +104,10 @@ class ParsedPolicy(BaseModel):
     source_text: str
     #: sha256 of the source file's bytes and of the manifest entry: what "stale" compares.
     digest: str
+    versions: list[Version] = Field(default_factory=list)
+
+    def version(self, language: Language) -> Version | None:
+        return next((v for v in self.versions if v.info.language == language), None)
 
     def section(self, label: str) -> Section | None:
         return next((s for s in self.sections if s.label == label), None)
@@ -134,6 +170,11 @@ class Citation(BaseModel):
     language: Language
     #: The quote stops before the end of the list it quotes (the rest is in ``text``).
     list_continues: bool = False
+    #: Who wrote the quoted text: the company, or Klausa (a translation of the policy, in
+    #: the asker's language; ``original`` is then the company's clause).
+    provided_by: Literal["company", "klausa"] = "company"
+    #: The same clause in the policy's own language, when this one quotes a translation.
+    original: Citation | None = None
 
 
 class Turn(BaseModel):

@@ -63,10 +63,15 @@ def section_tree(policy: ParsedPolicy) -> list[tuple[int, str, str]]:
     return [(s.level - 1, s.label, s.title) for s in policy.sections]
 
 
-def section_source(policy: ParsedPolicy, label: str) -> str:
+def section_source(policy: ParsedPolicy, label: str, language: Language | None = None) -> str:
+    """The whole section as the policy has it, or as its version in ``language`` has it."""
     section = policy.section(label)
     if section is None:
         return ""
+    version = policy.version(language) if language and language != policy.info.language else None
+    if version is not None and label in version.sections:
+        *_, start, end = version.sections[label]
+        return version.source_text[start:end].strip()
     return policy.source_text[section.start : section.end].strip()
 
 

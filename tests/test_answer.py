@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
 from klausa.cli import cli
-from klausa.compose import cite, render_answer
+from klausa.compose import cite, collapse, render_answer
 from klausa.evaluation import answer_language
 from klausa.settings import Settings
 from klausa.text import detect_language
@@ -17,38 +17,70 @@ from klausa.types import Hit
 
 
 @pytest.mark.parametrize(
-    ("question", "policy", "language", "label", "quoted"),
+    ("question", "policy", "language", "label", "quoted", "original"),
     [
         # EN→EN
         ("Does Jubelio sell my personal data?", "jubelio", "en",
-         "DISCLOSURE OF PERSONAL DATA WE COLLECT", "will not sell"),
+         "DISCLOSURE OF PERSONAL DATA WE COLLECT", "will not sell", None),
         # ID→ID
         ("Berapa lama LaciMart membalas keluhan saya?", "lacimart", "id", "C.2",
-         "kurun waktu yang wajar"),
-        # ID→EN
+         "kurun waktu yang wajar", None),
+        # ID→EN: quoted from the Indonesian translation, the policy's English one click away
         ("Bisakah saya menolak cookies lewat pengaturan browser?", "webdeskers", "id",
-         "D.3", "reject cookies"),
-        ("berapa lama data saya disimpan?", "interindo", "id", "6", "retain information"),
+         "D.3", "menolak cookies", "reject cookies"),
+        ("berapa lama data saya disimpan?", "interindo", "id", "6", "menyimpan informasi",
+         "retain information"),
         # EN→ID
         ("Can LaciMart change this privacy policy at any time?", "lacimart", "en", "D",
-         "sewaktu-waktu"),
+         "at any time", "sewaktu-waktu"),
     ],
 )
 def test_answers_cite_the_section_in_the_askers_language(
-    assistant: Assistant, question: str, policy: str, language: str, label: str, quoted: str
+    assistant: Assistant, question: str, policy: str, language: str, label: str, quoted: str,
+    original: str | None,
 ) -> None:
     answer = assistant.ask(question, policy=policy)
     assert answer.language == language
     assert not answer.refused
     first = answer.citations[0]
     assert first.label == label
+    assert first.language == language
     assert quoted in first.quote
     assert first.text[first.quote_start : first.quote_end] == first.quote
     assert f"§{label}" in answer.answer
+    assert f"> “{collapse(first.quote.splitlines()[0])}" in answer.answer
     assert answer_language(answer, assistant.catalog) == language
-    cross = first.language != language
-    marker = {"en": "Quoted from the Indonesian text:", "id": "Kutipan dari teks bahasa Inggris:"}
-    assert (marker[language] in answer.answer) == cross
+    marker = {"en": "Quoted from the English translation provided with Klausa",
+              "id": "Dikutip dari terjemahan bahasa Indonesia yang disediakan Klausa"}
+    # A translation is never passed off as the company's text: the answer says whose it is,
+    # and the company's own clause goes with it, its supporting words found in it too.
+    assert (marker[language] in answer.answer) == (original is not None)
+    assert (first.provided_by == "klausa") == (original is not None)
+    if original is not None:
+        assert first.original is not None and first.original.label == label
+        assert first.original.language != language
+        assert original in first.original.quote
+
+
+def test_a_policy_without_a_version_in_the_askers_language_is_quoted_as_it_is(
+    assistant: Assistant,
+) -> None:
+    """Without a version in the asker's language (an upload, say), the clause is quoted in
+    the policy's language, and the answer says so."""
+    catalog = assistant.catalog
+    hit = Hit(chunk=next(c for c in catalog.chunks.values() if c.policy == "interindo"
+                         and c.label == "6"))
+    saved = catalog.policies["interindo"].versions
+    catalog.policies["interindo"].versions = []
+    try:
+        citation = cite(hit, catalog, ["simpan"], "id")
+    finally:
+        catalog.policies["interindo"].versions = saved
+    assert citation.language == "en" and citation.original is None
+    assert citation.provided_by == "company"
+    text = render_answer([citation], catalog, "id")
+    assert "Kutipan dari teks bahasa Inggris:" in text
+    assert "retain information" in text
 
 
 def test_english_quotes_say_the_indonesian_version_prevails(assistant: Assistant) -> None:

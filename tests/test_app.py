@@ -56,8 +56,15 @@ def test_indonesian_question_about_an_english_policy(app: AppTest) -> None:
     app.selectbox(key="policy_choice").set_value("webdeskers").run()
     ask(app, "Bisakah saya menolak cookies lewat pengaturan browser?")
     text = markdown_text(app)
-    assert "Menurut Webdeskers Privacy Policy §D\\.3" in text
-    assert "Kutipan dari teks bahasa Inggris" in text
+    assert "Menurut Kebijakan Privasi Webdeskers §D\\.3" in text
+    # Quoted from the Indonesian translation, which the answer names as Klausa's; the
+    # policy's own English clause is under it, its supporting words highlighted too.
+    assert "Dikutip dari terjemahan bahasa Indonesia yang disediakan Klausa" in text
+    assert "menolak cookies" in text
+    original = next(e for e in app.expander
+                    if e.label == "Teks asli kebijakan (bahasa Inggris)")
+    shown = "\n".join(m.value for m in original.markdown)
+    assert '<mark class="klausa-quote">' in shown and "reject cookies" in shown
     # The interface follows the asker's language from now on.
     app.run()
     assert app.chat_input[0].placeholder.startswith("Ajukan pertanyaan")

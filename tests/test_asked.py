@@ -75,13 +75,13 @@ def test_what_a_clause_states() -> None:
         ("How many days after I delete my Interindo account is my data erased?", None,
          "Interindo Privacy Policy does not give a number for this.", "§6"),
         ("Berapa hari setelah akun ditutup data saya dihapus?", "webdeskers",
-         "Webdeskers Privacy Policy tidak menyebutkan angka untuk hal ini.", "§F"),
+         "Kebijakan Privasi Webdeskers tidak menyebutkan angka untuk hal ini.", "§F"),
         ("What's the phone number for Jubelio's data protection officer?", None,
          "Jubelio Privacy Notice does not give a phone number for this.", "§CONTACT US"),
         ("Which of these companies list a phone number for their data protection officer?",
          None, "None of the policies give a phone number for this.", "§"),
         ("When did this privacy policy take effect?", "lacimart",
-         "Kebijakan Privasi LaciMartKTUM does not give a date for this.", "§"),
+         "LaciMartKTUM Privacy Policy does not give a date for this.", "§"),
     ],
 )
 def test_a_number_or_contact_the_policy_does_not_give_is_not_stated(

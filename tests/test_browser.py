@@ -20,6 +20,7 @@ from klausa.database import Database
 from klausa.embeddings import Embedder
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
+from klausa.text import detect_language
 from tests.conftest import REPO, free_port, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -136,9 +137,16 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
         f"page interactive {interactive_seconds:.2f} s after healthy; first answer "
         f"{first_answer_seconds:.2f} s after asking; total "
         f"{time.monotonic() - server['healthy_at']:.2f} s\n")
-    assert quote.inner_text() == "We will not sell or rent your Personal Data."
+    # Quoted from the Indonesian translation, which says so; the policy's English clause is
+    # one click away, its supporting words highlighted too.
+    assert quote.inner_text() == "Kami tidak akan menjual atau menyewakan Data Pribadi Anda."
     assert page.get_by_text("§DISCLOSURE OF PERSONAL DATA WE COLLECT").first.is_visible()
-    assert page.get_by_text("Kutipan dari teks bahasa Inggris").first.is_visible()
+    assert page.get_by_text("Dikutip dari terjemahan bahasa Indonesia yang disediakan "
+                            "Klausa").first.is_visible()
+    page.get_by_text("Teks asli kebijakan (bahasa Inggris)").first.click()
+    original = page.locator("mark.klausa-quote").filter(has_text="We will not sell")
+    original.first.wait_for(timeout=10_000)
+    assert original.first.inner_text() == "We will not sell or rent your Personal Data."
     page.screenshot(path=str(artifacts / "02-answer.png"), full_page=True)
 
     # Thumbs up → a row in SQLite.
@@ -201,6 +209,7 @@ CONVERSATION = [  # (question, asker's language): alternating, with a follow-up 
     ("Apakah Lacimart mencatat alamat IP saya?", "id"),
     ("How long does Netmarks keep my personal information?", "en"),
     ("Will LaciMart give my data to the police?", "en"),  # found through its English gloss
+    ("Apakah Interindo memakai cookies?", "id"),
 ]
 LEADS = {"en": "According to", "id": "Menurut"}
 
@@ -231,11 +240,21 @@ def test_a_conversation_alternating_languages_answers_every_question(
         assert LEADS[language] in text, f"turn {turn} ({language}): {text[:300]}"
         assert "§" in text, f"turn {turn} cites no section: {text[:300]}"
         assert answer.locator("mark.klausa-quote").count() >= 1
+        # Every policy has a version in both languages: the quote is in the asker's.
+        quoted = answer.locator("mark.klausa-quote").first.inner_text()
+        assert detect_language(quoted) == language, f"turn {turn}: {quoted[:200]}"
         assert messages.nth(2 * turn - 2).inner_text().strip().endswith(question)
     assert "Jubelio" in messages.nth(3).inner_text()  # the follow-up stayed on Jubelio
-    # An English question, an Indonesian clause: the law-enforcement clause, in its own words.
-    police = messages.nth(11).inner_text()
-    assert "§B.5" in police and "Indonesian text" in police and "penegakan hukum" in police
+    # An English question, an Indonesian policy: the law-enforcement clause in the English
+    # translation, which says it is one, and the policy's own words one click away.
+    police = messages.nth(11)
+    text = police.inner_text()
+    assert "§B.5" in text and "law enforcement" in text
+    assert "Quoted from the English translation provided with Klausa" in text
+    police.get_by_text("The policy's own text (Indonesian)").click()
+    police.locator("mark.klausa-quote").filter(has_text="penegakan hukum").first.wait_for(
+        timeout=10_000)
+    police.screenshot(path=str(artifacts / "06-original-clause.png"))
     page.screenshot(path=str(artifacts / "06-conversation.png"), full_page=True)
 
     # A question that sounds answerable: Webdeskers speaks of deleting data but gives no
@@ -252,7 +271,7 @@ def test_a_conversation_alternating_languages_answers_every_question(
         page.wait_for_timeout(250)
     assert messages.count() == 2 * turn
     not_stated = messages.nth(2 * turn - 1).inner_text()
-    assert "Webdeskers Privacy Policy tidak menyebutkan angka untuk hal ini." in not_stated
+    assert "Kebijakan Privasi Webdeskers tidak menyebutkan angka untuk hal ini." in not_stated
     assert "Bagian yang paling dekat" in not_stated and "§F" in not_stated
     assert messages.nth(2 * turn - 1).locator("mark.klausa-quote").count() == 0
     messages.nth(2 * turn - 1).screenshot(path=str(artifacts / "06-not-stated.png"))
@@ -393,8 +412,14 @@ def test_a_reviewer_reviews_the_thumbs_down_answer_and_its_case_is_scored(
     page.screenshot(path=str(artifacts / "09-review-verdict.png"))
     page.get_by_role("button", name="Save verdict").click()
     page.get_by_text("Saved: Wrong clause → §6.").wait_for(timeout=20_000)
+    # "Saved" is drawn above the export buttons: until this run redraws them, the button
+    # on screen is the stale one, whose deferred file the rerun revokes (CI saw that click
+    # lead nowhere). Click the one this run drew.
+    export = page.locator('[data-testid="stElementContainer"][data-stale="false"]').filter(
+        has=page.get_by_role("button", name="Reviewed answers as test cases"))
+    export.wait_for(timeout=30_000)
     with page.expect_download() as download:
-        page.get_by_role("button", name="Reviewed answers as test cases").click()
+        export.get_by_role("button").click()
     exported = tmp_path / "reviewed.jsonl"
     download.value.save_as(exported)
     page.close()

@@ -24,6 +24,7 @@ from klausa.embeddings import Embedder
 from klausa.prompts import phrases
 from klausa.settings import Settings
 from klausa.stores import open_store
+from klausa.types import Citation, Version
 from klausa.ui import escape_markdown, highlight_html, readable_time
 from tests.conftest import make_settings
 
@@ -46,8 +47,10 @@ def foreign_words(answer: Answer, catalog: Catalog) -> str:
         allowed += [collapse(line) for line in citation.quote.splitlines()]
         allowed += [citation.policy_title, citation.label, citation.title]
     for hit in answer.hits:
-        allowed += [hit.chunk.label, hit.chunk.section_title]
-    allowed += [policy.info.title for policy in catalog.policies.values()]
+        allowed += [hit.chunk.label, hit.chunk.section_title,
+                    catalog.section_title(hit.chunk.policy, hit.chunk.label, answer.language)]
+    allowed += [catalog.policy_title(p, language) for p in catalog.policies
+                for language in ("en", "id")]
     rest = answer.answer
     for piece in sorted({p.strip() for p in allowed if p.strip()}, key=len, reverse=True):
         rest = rest.replace(piece, " ")
@@ -60,17 +63,33 @@ def check_answer(answer: Answer, catalog: Catalog) -> None:
     retrieved = {hit.chunk.id for hit in answer.hits}
     for citation in answer.citations:
         assert citation.chunk_id in retrieved, f"cited {citation.label} was never retrieved"
-        assert citation.text[citation.quote_start : citation.quote_end] == citation.quote
-        assert citation.quote.strip()
-        # The clause, or — a list's lead-in — the list it introduces, as the source has it.
-        source = catalog.policies[citation.policy].source_text
-        span = catalog.list_span(catalog.chunks[citation.chunk_id])
-        clause = catalog.chunks[citation.chunk_id].text if span is None else (
-            source[span[0] : span[1]].rstrip())
-        assert citation.text == clause
-        assert source[citation.source_start : citation.source_end] == citation.quote
+        # A policy with a version in the asker's language is quoted from it, and its own
+        # clause goes with the quote.
+        version = catalog.version(citation.policy, answer.language)
+        assert citation.language == (answer.language if version else
+                                     catalog.info(citation.policy).language)
+        assert (citation.original is not None) == (version is not None)
+        check_quoted(citation, catalog, version)
+        if citation.original is not None:
+            check_quoted(citation.original, catalog, None)
     assert answer.refused == (not answer.citations)
     assert foreign_words(answer, catalog) == "", answer.answer
+
+
+def check_quoted(citation: Citation, catalog: Catalog, version: Version | None) -> None:
+    """The quote is in the clause, and the clause — or, for a list's lead-in, the list it
+    introduces — is the source's own text, in the original or in ``version``."""
+    assert citation.text[citation.quote_start : citation.quote_end] == citation.quote
+    assert citation.quote.strip()
+    chunk = catalog.chunks[citation.chunk_id]
+    source = version.source_text if version else catalog.policies[citation.policy].source_text
+    span = catalog.list_span(chunk, version)
+    if span is not None:
+        clause = source[span[0] : span[1]].rstrip()
+    else:
+        clause = source[slice(*version.clauses[chunk.id])] if version else chunk.text
+    assert citation.text == clause
+    assert source[citation.source_start : citation.source_end] == citation.quote
 
 
 @pytest.mark.parametrize(
@@ -208,8 +227,10 @@ def test_prompt_injection_cannot_put_words_in_the_answer(
     assert "sells my data" in foreign_words(echoed, assistant.catalog)
     if not answer.refused:
         # The quoted clause is the policy's own: it says Jubelio does not sell.
-        assert answer.citations[0].policy == "jubelio"
-        assert "will not sell" in answer.answer
+        first = answer.citations[0]
+        assert first.policy == "jubelio"
+        assert "will not sell" in (first.original or first).quote
+        assert collapse(first.quote) in answer.answer
 
 
 # --- documents ---------------------------------------------------------------------------
