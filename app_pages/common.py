@@ -152,7 +152,9 @@ def render_clause(assistant: Assistant, citation: Citation, language: Language) 
             st.text(section_source(policy, citation.label, citation.language))
     original = citation.original
     if original is not None:
-        with st.expander(ui(language, f"original_clause_{original.language}")):
+        # Both texts may be the company's: only a translation makes the other "its own".
+        key = "original_clause" if citation.provided_by == "klausa" else "other_text"
+        with st.expander(ui(language, f"{key}_{original.language}")):
             st.markdown(highlight_html(original.text, original.quote_start,
                                        original.quote_end), unsafe_allow_html=True)
 

@@ -15,7 +15,7 @@ from app_pages.common import (
 )
 from ingest.loaders import MAX_FILE_BYTES
 from ingest.pipeline import IngestBusyError, ingest
-from ingest.uploads import UploadError, add_upload, remove_upload
+from ingest.uploads import UploadError, add_upload, add_version, remove_upload, remove_version
 from klausa import Assistant
 from klausa.catalog import load_manifest
 from klausa.glosses import GLOSS_LANGUAGE
@@ -73,6 +73,12 @@ def library_page() -> None:
                                      "  " * d + f"§{lab} — {t}" for d, lab2, t in tree
                                      if lab2 == lab))
             st.text(section_source(policy, label))
+            for version in policy.versions:
+                whose = ("the company's own text" if version.info.provided_by == "company"
+                         else "a translation provided with Klausa")
+                st.caption(f"Also in {version.info.language} ({version.info.source}): {whose}, "
+                           "aligned section by section; askers in that language are quoted "
+                           "from it.")
             if info.language in GLOSS_LANGUAGE:
                 glossed = sum(1 for chunk in policy.chunks if chunk.gloss)
                 st.caption(
@@ -99,6 +105,7 @@ def library_page() -> None:
         else:
             run_ingest(assistant, f"Indexing {policy_id}", member, "upload",
                        f"{policy_id} ({upload.name}{', replacing' if replace else ''})")
+    versions_section(assistant, member)
     columns = st.columns(2)
     if columns[0].button("Re-index everything"):
         run_ingest(assistant, "Re-indexing", member, "reindex")
@@ -115,6 +122,50 @@ def library_page() -> None:
                     run_ingest(assistant, f"Removing {target}", member, "remove", target)
     accounts_section(member)
     activity_section()
+
+
+def versions_section(assistant: Assistant, member: StaffMember) -> None:
+    """An uploaded policy's text in its other language: answers then quote the asker's
+    language. It must line up with the policy section by section."""
+    settings = assistant.settings
+    uploaded = {i.id: i for i in load_manifest(settings.uploads_dir)}
+    if not uploaded:
+        return
+    st.subheader("Add the other language's version of a policy")
+    with st.form("version", clear_on_submit=True):
+        policy_id = st.selectbox("Uploaded policy", list(uploaded), key="version-policy",
+                                 format_func=lambda p: f"{uploaded[p].title} ({p}, "
+                                 f"{uploaded[p].language})")
+        upload = st.file_uploader("The same policy in the other language",
+                                  type=["txt", "md", "html", "htm", "pdf"],
+                                  max_upload_size=MAX_FILE_BYTES // 2**20)
+        provided_by = st.radio(
+            "Whose text is it?", ["company", "klausa"], horizontal=True,
+            format_func={"company": "The company's own", "klausa": "Our translation (answers "
+                         "say it is one)"}.get)
+        replace = st.checkbox("Replace its version")
+        submitted = st.form_submit_button("Upload and index the version")
+    if submitted and upload is not None and policy_id is not None:
+        try:
+            add_version(settings, upload.name, upload.getvalue(), policy_id=policy_id,
+                        provided_by=provided_by, replace=replace)  # type: ignore[arg-type]
+        except UploadError as error:
+            st.error(str(error))
+        else:
+            run_ingest(assistant, f"Indexing {policy_id}'s version", member, "upload-version",
+                       f"{policy_id} ({upload.name})")
+    with_version = [p for p, info in uploaded.items() if info.versions]
+    if with_version:
+        with st.popover("Remove a version"):
+            target = st.selectbox("Policy", with_version, key="remove-version")
+            if st.button("Remove its version", type="primary"):
+                try:
+                    remove_version(settings, target)
+                except UploadError as error:
+                    st.error(str(error))
+                else:
+                    run_ingest(assistant, f"Removing {target}'s version", member,
+                               "remove-version", target)
 
 
 def accounts_section(member: StaffMember) -> None:
