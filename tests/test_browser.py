@@ -147,6 +147,7 @@ def test_indonesian_question_about_an_english_policy_end_to_end(
     original = page.locator("mark.klausa-quote").filter(has_text="We will not sell")
     original.first.wait_for(timeout=10_000)
     assert original.first.inner_text() == "We will not sell or rent your Personal Data."
+    page.wait_for_timeout(500)  # the expander's opening animation
     page.screenshot(path=str(artifacts / "02-answer.png"), full_page=True)
 
     # Thumbs up → a row in SQLite.
