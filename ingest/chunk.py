@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from ingest.parse import ParsedTree
 from klausa.text import sentence_spans
@@ -39,22 +40,39 @@ def last_sentence(text: str) -> str:
     return sentence[-CONTEXT_CHARS:].strip()
 
 
+#: An item that says the next is the last: "…; and", "…, or", "…; dan", "… atau".
+PENULTIMATE = re.compile(r"[;,]?\s*\b(and|or|dan|atau)\s*$", re.IGNORECASE)
+
+
+def ends_list(previous: str, item: str) -> bool:
+    """``item`` is a list's last: it ends a sentence after an item that ended with "and"."""
+    return bool(PENULTIMATE.search(previous)) and item.rstrip().endswith(".")
+
+
 def build_chunks(info: PolicyInfo, source: str, tree: ParsedTree) -> list[Chunk]:
     by_label = {section.label: section for section in tree.sections}
     chunks: list[Chunk] = []
     for section in tree.sections:
         spans = tree.spans[section.label]
         parent_lead = _parent_lead_in(section, by_label, tree, source)
-        lead_in = ""
+        # The lead-ins of the lists open here: a list's, then an item's that opens a list
+        # within it ("- Assist users …, including to:").
+        lead_ins: list[str] = []
+        previous = ""
         ordinal = 0
         for index, (start, end, kind) in enumerate(spans):
             clause = source[start:end]
             if kind == "bullet":
-                context = lead_in or parent_lead
+                context = lead_ins[-1] if lead_ins else parent_lead
             else:
                 context = parent_lead if index == 0 else ""
             if clause.rstrip().endswith(":"):
-                lead_in = last_sentence(clause)
+                nested = kind == "bullet" and bool(lead_ins)
+                lead_ins = [*lead_ins, last_sentence(clause)] if nested else [
+                    last_sentence(clause)]
+            elif kind == "bullet" and len(lead_ins) > 1 and ends_list(previous, clause):
+                lead_ins.pop()  # the list within the list ended with this item
+            previous = clause
             for part_start, part_end in split_long(source, start, end):
                 chunks.append(
                     Chunk(

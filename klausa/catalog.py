@@ -87,7 +87,9 @@ class Catalog:
                         if c.label == chunk.label and c.ordinal > chunk.ordinal),
                        key=lambda c: c.ordinal)
         for item in later:
-            if not item.context:  # a paragraph after the list: the list has ended
+            # A paragraph after the list, or — a lead-in that is itself an item — an item of
+            # the outer list again: the list has ended.
+            if not item.context or (chunk.context and item.context == chunk.context):
                 break
             last = item
         items: list[Section] = []

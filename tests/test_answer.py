@@ -265,3 +265,8 @@ def test_a_list_lead_in_is_quoted_with_its_items(assistant: Assistant) -> None:
     assert "creates or updates the Webdeskers account" in citation.quote
     # The last item is in the clause shown under the answer (the quote may stop earlier).
     assert "access permission to the relevant data stored in the User" in citation.text
+    # A list within a list is quoted to its own last item, not to the end of the outer one.
+    inner = next(c for c in lead_ins if c.policy == "interindo"
+                 and c.text.startswith("Assist users"))
+    citation = cite(Hit(chunk=inner), catalog, [], "en")
+    assert citation.text.endswith("Supervise and improve Interindo customer service responses.")

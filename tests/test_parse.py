@@ -90,6 +90,17 @@ def test_list_items_keep_the_lead_in_of_their_parent(seeds) -> None:
     assert bullet.context == "If you are a User, we may use your Personal Data:"
 
 
+def test_a_list_within_a_list_ends_where_its_last_item_says_so(seeds) -> None:
+    """Interindo §2 writes a list inside its list with the same dashes ("- Assist users …,
+    including to:" then three items, the second ending "; and"): the items after it belong
+    to the outer list again, and are searched with the outer lead-in."""
+    chunks = [c for c in seeds["interindo"].chunks if c.label == "2"]
+    outer, inner = chunks[0].text, "Assist users when communicating with Interindo customer"
+    context = {c.text.split(" ")[0]: c.context for c in chunks}
+    assert context["Supervise"].startswith(inner)
+    assert context["Contacting"] == context["Monitor"] == outer
+
+
 def test_a_new_policy_in_these_styles_parses_without_code_changes(tmp_path: Path) -> None:
     text = (
         "Acme Privacy Notice\n\n"
