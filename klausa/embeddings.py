@@ -240,7 +240,6 @@ class SentenceTransformerEmbedder:
         return self._thread.embed(texts)
 
 
-
 class ModelThread:
     """The one thread that runs the embedding model. Questions queued by any thread are
     embedded together in one batch; other work (passage batches, loading) runs between

@@ -31,6 +31,7 @@ import numpy as np
 
 from klausa.assistant import Assistant
 from klausa.cases import Case, chunk_matches, load_cases
+from klausa.evaluation import AssistantAsker
 from klausa.reader import (
     MAX_CLAUSE_TOKENS,
     READER_DIR,
@@ -40,7 +41,6 @@ from klausa.reader import (
     question_tokens,
     sha256,
 )
-from klausa.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +100,12 @@ def ask_all(assistant: Assistant, records: Sequence[dict[str, Any]], split: str,
     if clause_states is None:
         raise RuntimeError("the index has no clause token states: run `klausa ingest`")
     catalog = assistant.snapshot().catalog
-    histories: dict[tuple[str | None, tuple[str, ...]], list[Answer]] = {}
+    conversations = AssistantAsker(assistant, split)  # earlier turns, asked once each
     examples = []
     for number, record in enumerate(records):
-        key = (record["policy"], tuple(record["history"]))
-        if key not in histories:
-            turns: list[Answer] = []
-            for earlier in record["history"]:
-                turns.append(assistant.ask(earlier, policy=record["policy"], history=turns,
-                                           generate=False))
-            histories[key] = turns
-        _, _, retrieval, question = assistant.find(record["question"], record["policy"],
-                                                   histories[key])
+        _, _, retrieval, question = assistant.find(
+            record["question"], record["policy"],
+            conversations.turns(record["policy"], record["history"]))
         if not question.states:
             raise RuntimeError("the embedding model gives no token states: the reader needs "
                                "a model with a state layer (EmbeddingGemma)")

@@ -127,3 +127,39 @@ def test_a_policy_the_reader_was_not_trained_on_gets_its_own_threshold(
     assert not answer.refused and answer.citations[0].label == "2"
     assert answer.trace.reader is not None
     assert answer.trace.reader.unseen_policies == ["kedaikopi"]
+
+
+def test_without_its_list_of_training_policies_every_policy_gets_the_calibrated_threshold(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A missing or garbled trained_on.json must not make every policy 'unseen' (the far lower
+    threshold would let near-misses through): it is said once, and nothing is unseen."""
+    from klausa.reader import load_trained_on
+
+    caplog.set_level(logging.WARNING, logger="klausa.reader")
+    assert load_trained_on(tmp_path / "missing.json") is None
+    garbled = tmp_path / "trained_on.json"
+    garbled.write_text("[1, 2", "utf-8")
+    assert load_trained_on(garbled) is None
+    assert sum("every policy gets its calibrated threshold" in r.message
+               for r in caplog.records) == 2
+
+
+def test_training_asks_each_question_as_the_product_does(assistant: Assistant) -> None:
+    """`klausa reader train` builds its examples from Klausa's own retrieval, a follow-up
+    after its earlier turn: the question's token states and the candidates, labelled."""
+    from klausa.reader_training import ask_all
+
+    records = [
+        {"id": "retention", "group": "paraphrase", "answerable": True, "policy": "interindo",
+         "question": "How long does Interindo keep my data?", "history": []},
+        {"id": "follow-up", "group": "follow_up", "answerable": True, "policy": None,
+         "question": "and can I turn them off?", "history": ["Does Webdeskers use cookies?"]},
+    ]
+    wanted = {"retention": ("interindo", "6"), "follow-up": ("webdeskers", "D.3")}
+    examples = ask_all(assistant, records, "dev",
+                       lambda r, c: int((c.policy, c.label) == wanted[r["id"]]), limit=5)
+    assert [e.id for e in examples] == ["retention", "follow-up"]
+    for example in examples:
+        assert example.states and example.states[0].ndim == 2
+        assert len(example.candidates) == 5
+        assert example.candidates[0][1] == 1, example.candidates  # the answer ranks first
