@@ -18,6 +18,7 @@ from klausa.settings import Settings
 
 if TYPE_CHECKING:
     from klausa.staff import StaffDirectory
+    from klausa.types import Language
 
 EXIT_USAGE = 2
 
@@ -161,6 +162,7 @@ def policies(settings: Settings, as_json: bool) -> None:
             "chunks": len(p.chunks),
             "effective_date": p.info.effective_date,
             "prevailing_language": p.info.prevailing_language,
+            "versions": [v.info.model_dump() for v in p.versions],
         }
         for p in catalog.policies.values()
     ]
@@ -171,8 +173,10 @@ def policies(settings: Settings, as_json: bool) -> None:
         fail(f"no policies indexed in {settings.data_dir}; run `klausa ingest`")
     click.echo(f"{'id':<14}{'language':<10}{'sections':>9}{'chunks':>8}  title")
     for row in rows:
+        # "en+id": the policy's own language, then its versions' (answers quote the asker's).
+        spoken = "+".join([row["language"], *(v["language"] for v in row["versions"])])
         click.echo(
-            f"{row['id']:<14}{row['language']:<10}{row['sections']:>9}"
+            f"{row['id']:<14}{spoken:<10}{row['sections']:>9}"
             f"{row['chunks']:>8}  {row['title']}"
         )
 
@@ -180,11 +184,15 @@ def policies(settings: Settings, as_json: bool) -> None:
 @cli.command()
 @click.argument("policy")
 @click.argument("label")
+@click.option("--lang", type=click.Choice(["en", "id"]),
+              help="From the policy's version in this language (default: its own text).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def show(settings: Settings, policy: str, label: str, as_json: bool) -> None:
+def show(settings: Settings, policy: str, label: str, lang: Language | None,
+         as_json: bool) -> None:
     """Print one section (with its sub-sections), e.g. `klausa show webdeskers C.1.8`."""
     from klausa.catalog import Catalog
+    from klausa.ui import section_source
 
     catalog = Catalog.load(settings.catalog_dir)
     if policy not in catalog.policies:
@@ -213,9 +221,14 @@ def show(settings: Settings, policy: str, label: str, as_json: bool) -> None:
         )
         return
     head = sections[0]
-    click.echo(f"{parsed.info.title} §{head.label} — {head.title}\n")
+    if lang and lang != parsed.info.language and catalog.version(policy, lang) is None:
+        fail(f"{policy} has no version in {lang} (its own text is in {parsed.info.language})",
+             EXIT_USAGE)
+    language = lang or parsed.info.language
+    click.echo(f"{catalog.policy_title(policy, language)} §{head.label} — "
+               f"{catalog.section_title(policy, head.label, language)}\n")
     # The section as written, sub-sections included.
-    click.echo(parsed.source_text[head.start : head.end].strip())
+    click.echo(section_source(parsed, head.label, language))
 
 
 @cli.command()

@@ -150,6 +150,19 @@ def test_policies_lists_the_five_seeds(seed_settings: Settings) -> None:
     assert rows["lacimart"]["language"] == "id"
     assert rows["jubelio"]["prevailing_language"] == "id"
     assert all(row["sections"] > 0 and row["chunks"] > 0 for row in rows.values())
+    assert rows["lacimart"]["versions"][0]["language"] == "en"
+    assert rows["lacimart"]["versions"][0]["provided_by"] == "klausa"
+
+
+def test_show_prints_a_section_in_either_language(seed_settings: Settings) -> None:
+    code, output = run_cli(seed_settings, "show", "interindo", "6", "--lang", "id")
+    assert code == 0
+    assert output.startswith("Kebijakan Privasi Interindo §6 — Penyimpanan dan Penghapusan")
+    assert "Interindo akan menyimpan informasi" in output
+    code, output = run_cli(seed_settings, "show", "lacimart", "D", "--lang", "en")
+    assert code == 0 and "may at any time make changes" in output
+    code, output = run_cli(seed_settings, "show", "interindo", "6", "--lang", "en")
+    assert code == 0 and "will retain information" in output
 
 
 @pytest.mark.parametrize(
