@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: each of the model's batches in it) holds texts of similar length; the block only sets how
 #: often progress is reported.
 EMBED_BLOCK = 256
+
+
 class IngestBusyError(RuntimeError):
     pass
 
