@@ -45,18 +45,24 @@ def compare(assistant: Assistant, question: str,
 
 
 def rows_csv(rows: list[PolicyRow]) -> str:
-    """The comparison as CSV: policy, status, section, the supporting words, the clause."""
+    """The comparison as CSV: policy, status, section, the supporting words, the clause, and
+    whose words they are (with the policy's own when they are a translation's)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["policy", "title", "status", "section", "section_title", "quote",
-                     "clause", "question", "language"])
+                     "clause", "question", "language", "quoted_from", "original_quote"])
     for row in rows:
         citation = row.answer.citations[0] if row.stated else None
+        original = citation.original if citation else None
         writer.writerow([
             row.policy, row.title, "answered" if citation else "not stated",
             citation.label if citation else "", citation.title if citation else "",
             collapse(citation.quote) if citation else "",
             collapse(citation.text) if citation else "",
             row.answer.question, row.answer.language,
+            # Whose words the quote is (a translation provided with Klausa, or the company's),
+            # and, for a translation, the company's own.
+            citation.provided_by if citation else "",
+            collapse(original.quote) if original else "",
         ])
     return out.getvalue()

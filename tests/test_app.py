@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import sqlite3
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from klausa.catalog import Catalog
+from klausa.compose import collapse
 from klausa.database import Database
 from klausa.settings import Settings
 from klausa.staff import StaffDirectory
@@ -380,3 +383,15 @@ def test_compare_rows_match_the_chat_answers(assistant) -> None:
     lines = rows_csv(rows).splitlines()
     assert lines[0].startswith("policy,title,status,section")
     assert len(lines) == len(rows) + 1
+    # Asked in Indonesian: quoted from the translations, each with the company's own words.
+    indonesian = compare(assistant, "Apakah perusahaan menjual data pribadi saya?")
+    table = [r for r in csv.DictReader(io.StringIO(rows_csv(indonesian)))
+             if r["status"] == "answered"]
+    assert table
+    for row in table:
+        policy = assistant.catalog.policies[row["policy"]]
+        translated = policy.info.language == "en"
+        assert row["quoted_from"] == ("klausa" if translated else "company")
+        assert bool(row["original_quote"]) == translated
+        if translated:  # the company's words, as its clause has them
+            assert collapse(row["original_quote"]) in collapse(policy.source_text)
