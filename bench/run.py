@@ -143,6 +143,7 @@ def run(quick: bool) -> dict:
                            "first_ask_parts_ms": first.timings_ms}
 
         log.info("warm ask: %d questions after %d warm-up", len(cases), WARM_UP)
+        assistant.warm()  # as `klausa serve` does before it listens
         records = timed_pass(AssistantAsker(assistant, "klausa"), cases)
         parts = {p: round(float(np.mean([r.timings_ms.get(p, 0.0) for r in records])), 2)
                  for p in PARTS}

@@ -21,7 +21,7 @@ from klausa.prompts import phrase
 from klausa.scope import Scope, as_turn, find_scope
 from klausa.settings import Settings
 from klausa.snapshot import Snapshot, load_snapshot
-from klausa.text import detect_language, normalise, words
+from klausa.text import detect_language, load_language_identifier, normalise, words
 from klausa.trace import GenerationTrace, Trace
 from klausa.types import Answer, Language, Turn
 
@@ -117,6 +117,7 @@ class Assistant:
         """Load the models and indexes now (a server calls this at start), not on the first
         question; the chat model is loaded too, but nothing is generated."""
         self.ask("warm up", language="en", generate=False)
+        load_language_identifier()
         # A compiled transformer already built for this machine is switched to now (~1.5 s),
         # not on the first visitor's question; one still being built is not waited for.
         if self.mode != "bm25":

@@ -144,6 +144,12 @@ def detect_language(text: str) -> Language:
     return _langid(text)
 
 
+def load_language_identifier() -> None:
+    """Load py3langid's model now (0.4 s), not in the first question whose marker words do
+    not decide its language."""
+    _identifier()
+
+
 @cache
 def _identifier():  # type: ignore[no-untyped-def]
     from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
