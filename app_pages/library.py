@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from app_pages.common import (
@@ -40,6 +42,18 @@ def run_ingest(assistant: Assistant, label: str, member: StaffMember, action: st
         f"{p.policy}: {p.added} added, {p.updated} updated, {p.removed} removed, "
         f"{p.unchanged} unchanged" for p in report.policies])
     st.rerun()
+
+
+def change_and_index(change: Callable[[], object], assistant: Assistant, label: str,
+                     member: StaffMember, action: str, detail: str) -> None:
+    """Make a change to the uploaded files (refused: its reason, nothing indexed), then
+    index it."""
+    try:
+        change()
+    except UploadError as error:
+        st.error(str(error))
+    else:
+        run_ingest(assistant, label, member, action, detail)
 
 
 def show_ingest_report() -> None:
@@ -97,14 +111,12 @@ def library_page() -> None:
         replace = st.checkbox("Replace a policy with the same id")
         submitted = st.form_submit_button("Upload and index")
     if submitted and upload is not None:
-        try:
-            add_upload(settings, upload.name, upload.getvalue(), policy_id=policy_id,
-                       title=title, language=spoken, replace=replace)  # type: ignore[arg-type]
-        except UploadError as error:
-            st.error(str(error))
-        else:
-            run_ingest(assistant, f"Indexing {policy_id}", member, "upload",
-                       f"{policy_id} ({upload.name}{', replacing' if replace else ''})")
+        change_and_index(
+            lambda: add_upload(settings, upload.name, upload.getvalue(), policy_id=policy_id,
+                               title=title, language=spoken,  # type: ignore[arg-type]
+                               replace=replace),
+            assistant, f"Indexing {policy_id}", member, "upload",
+            f"{policy_id} ({upload.name}{', replacing' if replace else ''})")
     versions_section(assistant, member)
     columns = st.columns(2)
     if columns[0].button("Re-index everything"):
@@ -114,12 +126,8 @@ def library_page() -> None:
         with columns[1].popover("Remove a policy"):
             target = st.selectbox("Uploaded policy", uploaded, key="remove-policy")
             if st.button("Remove", type="primary"):
-                try:
-                    remove_upload(settings, target)
-                except UploadError as error:
-                    st.error(str(error))
-                else:
-                    run_ingest(assistant, f"Removing {target}", member, "remove", target)
+                change_and_index(lambda: remove_upload(settings, target), assistant,
+                                 f"Removing {target}", member, "remove", target)
     accounts_section(member)
     activity_section()
 
@@ -146,26 +154,20 @@ def versions_section(assistant: Assistant, member: StaffMember) -> None:
         replace = st.checkbox("Replace its version")
         submitted = st.form_submit_button("Upload and index the version")
     if submitted and upload is not None and policy_id is not None:
-        try:
-            add_version(settings, upload.name, upload.getvalue(), policy_id=policy_id,
-                        provided_by=provided_by, replace=replace)  # type: ignore[arg-type]
-        except UploadError as error:
-            st.error(str(error))
-        else:
-            run_ingest(assistant, f"Indexing {policy_id}'s version", member, "upload-version",
-                       f"{policy_id} ({upload.name})")
+        change_and_index(
+            lambda: add_version(settings, upload.name, upload.getvalue(), policy_id=policy_id,
+                                provided_by=provided_by,  # type: ignore[arg-type]
+                                replace=replace),
+            assistant, f"Indexing {policy_id}'s version", member, "upload-version",
+            f"{policy_id} ({upload.name})")
     with_version = [p for p, info in uploaded.items() if info.versions]
     if with_version:
         with st.popover("Remove a version"):
             target = st.selectbox("Policy", with_version, key="remove-version")
             if st.button("Remove its version", type="primary"):
-                try:
-                    remove_version(settings, target)
-                except UploadError as error:
-                    st.error(str(error))
-                else:
-                    run_ingest(assistant, f"Removing {target}'s version", member,
-                               "remove-version", target)
+                change_and_index(lambda: remove_version(settings, target), assistant,
+                                 f"Removing {target}'s version", member, "remove-version",
+                                 target)
 
 
 def accounts_section(member: StaffMember) -> None:

@@ -175,9 +175,15 @@ def document_digest(document: Document) -> str:
 
 
 def version_digests(document: Document) -> dict[str, str]:
-    """Each version's file digest and how it is listed, by language."""
+    """Each version's file digest and how it is listed, by language: what ``index_is_current``
+    compares with ``indexed_versions``."""
     return {v.language: file_digest(document.path.parent / v.source) + v.model_dump_json()
             for v in document.info.versions}
+
+
+def indexed_versions(policy: ParsedPolicy) -> dict[str, str]:
+    """``version_digests`` of the versions the catalog holds."""
+    return {v.info.language: v.digest + v.info.model_dump_json() for v in policy.versions}
 
 
 def embedding_text(chunk: Chunk, embedder: Embedder) -> str:
@@ -471,8 +477,7 @@ def index_is_current(settings: Settings) -> bool:
         except OSError:
             return False
         policy = catalog.policies[document.info.id]
-        if policy.digest != digest or versions != {
-                v.info.language: v.digest + v.info.model_dump_json() for v in policy.versions}:
+        if policy.digest != digest or versions != indexed_versions(policy):
             return False
     return True
 

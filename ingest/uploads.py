@@ -10,10 +10,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from ingest.align import align
-from ingest.chunk import build_chunks
 from ingest.loaders import SUPPORTED_SUFFIXES, DocumentError, check_size, display_name, load_text
-from ingest.parse import INTRO_LABEL, parse_sections
+from ingest.pipeline import Document, parse_document
 from klausa.catalog import MANIFEST, load_manifest
 from klausa.files import write_atomically
 from klausa.settings import Settings
@@ -152,11 +150,10 @@ def add_version(settings: Settings, file_name: str, data: bytes, *, policy_id: s
     version = VersionInfo(language=language, source=target.name, provided_by=provided_by)
     try:
         staging.write_bytes(data)
-        try:
-            original = load_text(uploads / info.source)
-            tree = parse_sections(original, INTRO_LABEL[info.language])
-            align(staging, version, load_text(staging), tree,
-                  build_chunks(info, original, tree))
+        try:  # parsed and aligned as ingest will, the staged file as the version
+            staged = info.model_copy(update={"versions": [
+                version.model_copy(update={"source": staging.name})]})
+            parse_document(Document(staged, uploads / info.source))
         except DocumentError as error:
             raise UploadError(f"{shown}: {error.reason}") from None
         staging.replace(target)

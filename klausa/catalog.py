@@ -109,9 +109,9 @@ class Catalog:
         return version.clauses[chunk.id][0], end
 
     def version(self, policy_id: str, language: Language) -> Version | None:
-        """The policy's version in ``language``, when that is not its own language."""
-        policy = self.policies[policy_id]
-        return policy.version(language) if language != policy.info.language else None
+        """The policy's version in ``language`` (never its own language: ingest refuses a
+        version in it)."""
+        return self.policies[policy_id].version(language)
 
     def policy_title(self, policy_id: str, language: Language) -> str:
         """The title a reader of ``language`` sees: its version's, when it has one."""

@@ -68,7 +68,7 @@ def section_source(policy: ParsedPolicy, label: str, language: Language | None =
     section = policy.section(label)
     if section is None:
         return ""
-    version = policy.version(language) if language and language != policy.info.language else None
+    version = policy.version(language) if language else None
     if version is not None and label in version.sections:
         *_, start, end = version.sections[label]
         return version.source_text[start:end].strip()
