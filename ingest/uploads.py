@@ -6,7 +6,6 @@ import logging
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import ValidationError
 
@@ -15,7 +14,7 @@ from ingest.pipeline import Document, parse_document
 from klausa.catalog import MANIFEST, load_manifest
 from klausa.files import write_atomically
 from klausa.settings import Settings
-from klausa.types import Language, PolicyInfo, VersionInfo
+from klausa.types import Language, PolicyInfo, ProvidedBy, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def add_upload(settings: Settings, file_name: str, data: bytes, *, policy_id: st
 
 
 def add_version(settings: Settings, file_name: str, data: bytes, *, policy_id: str,
-                provided_by: Literal["company", "klausa"], replace: bool = False) -> Path:
+                provided_by: ProvidedBy, replace: bool = False) -> Path:
     """Save an uploaded policy's text in its other language; ingest it afterwards. A file
     that does not line up with the policy section by section is refused, naming the
     sections, and leaves nothing behind."""

@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 from klausa.trace import Trace
 
 Language = Literal["en", "id"]
+#: Who wrote a policy's text: the company, or Klausa (a translation provided with it).
+ProvidedBy = Literal["company", "klausa"]
 
 
 class VersionInfo(BaseModel):
@@ -18,7 +20,7 @@ class VersionInfo(BaseModel):
     source: str
     #: "company": the company publishes this text too; "klausa": a translation written for
     #: Klausa and reviewed against the original (never presented as the company's words).
-    provided_by: Literal["company", "klausa"] = "klausa"
+    provided_by: ProvidedBy = "klausa"
     title: str | None = None
 
 
@@ -172,7 +174,7 @@ class Citation(BaseModel):
     list_continues: bool = False
     #: Who wrote the quoted text: the company, or Klausa (a translation of the policy, in
     #: the asker's language; ``original`` is then the company's clause).
-    provided_by: Literal["company", "klausa"] = "company"
+    provided_by: ProvidedBy = "company"
     #: The same clause in the policy's own language, when this one quotes a translation.
     original: Citation | None = None
 
