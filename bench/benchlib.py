@@ -4,7 +4,12 @@ benchmark's parent process imports it before its children measure memory."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+#: The instruction sets that decide Klausa's path (bfloat16 where AMX or AVX-512 BF16 is).
+INSTRUCTION_SETS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                    "amx_bf16")
 
 
 def status_mb(field: str) -> float | None:
@@ -13,6 +18,22 @@ def status_mb(field: str) -> float | None:
         if line.startswith(field + ":"):
             return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def cpu_kind() -> dict:
+    """The CPU's name, which of ``INSTRUCTION_SETS`` it reports, and the limit set on torch
+    (``ATEN_CPU_CAPABILITY``, how a CPU without AVX-512 or AMX is emulated)."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"model": name, "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
+            "limited_to": os.environ.get("ATEN_CPU_CAPABILITY")}
 
 
 def write_results(path: Path, results: dict) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from benchlib import status_mb, write_results
+from benchlib import cpu_kind, status_mb, write_results
 
 from ingest.pipeline import ingest
 from klausa.assistant import Assistant
@@ -87,7 +87,7 @@ def run(thread_counts: Sequence[int], questions: int) -> dict:
     results: dict = {"environment": {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "questions": len(cases)}, "runs": [], "beside_ingest": []}
+        "questions": len(cases), "cpu": cpu_kind()}, "runs": [], "beside_ingest": []}
     with tempfile.TemporaryDirectory(prefix="klausa-bench-conc-") as tmp:
         settings = Settings(data_dir=Path(tmp) / "serve", corpus_dir=REPO / "corpus",
                             models_path=REPO / "data/models")
@@ -119,6 +119,10 @@ def table(results: dict) -> str:
     lines = [f"Concurrent askers  {results['environment']['date']}  "
              f"{results['environment']['cpus']} CPUs  {results['environment']['questions']} "
              f"questions per run",
+             f"CPU {results['environment']['cpu']['model']}: "
+             f"{', '.join(results['environment']['cpu']['instruction_sets'])}"
+             + (f" (torch limited to {limit})"
+                if (limit := results["environment"]["cpu"]["limited_to"]) else ""),
              row.format("run", "threads", "p50 ms", "p95 ms", "questions/s")]
     for name, runs in (("one process", results["runs"]),
                        ("beside klausa ingest", results["beside_ingest"])):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import status_mb, write_results
+from benchlib import cpu_kind, status_mb, write_results
 
 from ingest.pipeline import ingest
 from klausa.assistant import Assistant
@@ -87,7 +87,7 @@ def run(quick: bool) -> dict:
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "other_klausa_processes": others_running(), "quick": quick}}
+        "other_klausa_processes": others_running(), "quick": quick, "cpu": cpu_kind()}}
     cases = load_cases(REPO / "tests/qa/dev.jsonl") + load_cases(REPO / "tests/qa/test.jsonl")
     if quick:
         cases = cases[:: max(1, len(cases) // QUICK)][:QUICK]
@@ -109,6 +109,10 @@ def run(quick: bool) -> dict:
         started = time.perf_counter()
         results["model"]["compiled"] = embedder.wait_for_compiled(900)  # type: ignore[attr-defined]
         results["model"]["compiled_wait_s"] = round(time.perf_counter() - started, 1)
+        results["model"]["path"] = {  # what this CPU made Klausa choose
+            "questions": "bfloat16" if embedder.queries_in_bfloat16 else "float32",  # type: ignore[attr-defined]
+            "passages": "bfloat16" if embedder.passages_in_bfloat16 else "float32",  # type: ignore[attr-defined]
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}
 
         log.info("ingesting %s into %s", settings.corpus_dir, tmp)
         rss_before, exact_peak = status_mb("VmRSS"), reset_peak()
@@ -195,15 +199,19 @@ def serve_and_measure(data_dir: Path) -> None:
 
 def table(r: dict) -> str:
     env, ing, cold, k, t = r["environment"], r["ingest"], r["cold"], r["klausa"], r["tutorial"]
-    mem = r["memory"]
+    mem, cpu, path = r["memory"], env["cpu"], r["model"]["path"]
     row = "{:<34}{:>10}{:>10}{:>10}{:>10}"
     lines = [
         f"Klausa benchmark  {env['date']}  {env['cpus']} CPUs  Python {env['python']}  "
         f"torch {env['torch']} ({env['torch_threads']} threads)",
         f"load average          start {env['loadavg_at_start']}, end {env['loadavg_at_end']}",
-        f"model load            {r['model']['load_s']:.2f} s "
-        f"(first encode {r['model']['first_encode_ms']:.0f} ms), compiled transformer "
+        f"CPU                   {cpu['model']}: {', '.join(cpu['instruction_sets'])}"
+        + (f" (torch limited to {cpu['limited_to']})" if cpu["limited_to"] else ""),
+        f"path taken            questions {path['questions']}, passages {path['passages']}, "
+        f"torch kernels {path['torch_capability']}, compiled transformer "
         f"{'in use' if r['model'].get('compiled') else 'not in use'}",
+        f"model load            {r['model']['load_s']:.2f} s "
+        f"(first encode {r['model']['first_encode_ms']:.0f} ms)",
         f"ingest                {ing['wall_s']:.2f} s  {ing['policies']} policies  "
         f"{ing['chunks']} chunks  {ing['chunks_per_s']:.1f} chunks/s  peak RSS "
         f"{ing['peak_rss_mb']} MB (+{ing['peak_delta_mb']} MB)",

@@ -62,8 +62,10 @@ class SentenceTransformerEmbedder:
         )
         self._model = None
         self._bfloat16 = None  # the bfloat16 model, made on first use (False: not possible)
-        #: Use (and build, in the background) the compiled transformer of the bfloat16 model.
-        self.compiled = compiled and self.passages_in_bfloat16 and self.queries_in_bfloat16
+        #: Use (and build, in the background) the compiled transformer of the model questions
+        #: and passages both run on: the bfloat16 one, or the float32 one where bfloat16 is
+        #: slow (not when the two differ: then the float32 model is only for questions).
+        self.compiled = compiled and self.passages_in_bfloat16 == self.queries_in_bfloat16
         self._compiled: CompiledTransformer | None = None
         self._thread = ModelThread(self._encode_queries)
 
@@ -90,7 +92,14 @@ class SentenceTransformerEmbedder:
         if self.spec is not None and self.spec.state_layer is not None:
             StateTap(model[0].auto_model, self.spec.state_layer)
         log.info("loaded embedding model %s in %.1f s", self.name, time.perf_counter() - started)
+        if self.compiled and not self.queries_in_bfloat16:
+            self._compiled = self._compiled_transformer(model)
         return model
+
+    def _compiled_transformer(self, model: Any) -> CompiledTransformer:
+        assert self.spec is not None  # only a bundled model compiles
+        return CompiledTransformer(Path(self.name), model,
+                                   probe=self.spec.query_prompt + CompiledTransformer.PROBE)
 
     def document_text(self, title: str, text: str) -> str:
         """What the model reads for a clause (prompt included for a bundled model): the text
@@ -190,10 +199,7 @@ class SentenceTransformerEmbedder:
             elif self.passages_in_bfloat16 and self.queries_in_bfloat16:
                 self._bfloat16 = model.to(torch.bfloat16)
                 if self.compiled:
-                    assert self.spec is not None  # only a bundled model compiles
-                    self._compiled = CompiledTransformer(
-                        Path(self.name), self._bfloat16,
-                        probe=self.spec.query_prompt + CompiledTransformer.PROBE)
+                    self._compiled = self._compiled_transformer(self._bfloat16)
             else:
                 # Integer buffers (the int8 rows) and the tokenizer are shared, not copied
                 # (copying the tokenizer's vocabulary alone takes seconds).
@@ -212,7 +218,11 @@ class SentenceTransformerEmbedder:
         be, unless ``build`` is false); False when this model has none or it was not ready
         in time."""
         def wait() -> bool:
-            self.bfloat16_model()
+            if not self.compiled:
+                return False
+            # The model questions run on (loading it makes its compiled transformer); asking
+            # for the bfloat16 one regardless made a copy that a float32 server held unused.
+            _ = self.bfloat16_model() if self.queries_in_bfloat16 else self.model
             compiled = self._compiled
             if compiled is None or not (build or compiled.target.is_file()):
                 return False
@@ -361,7 +371,10 @@ def resolve_model_path(settings: Settings) -> str:
 
 
 def cpu_has_fast_bfloat16() -> bool:
-    """AMX or AVX-512 BF16 on this CPU (Linux): where bfloat16 matrix products pay."""
+    """AMX or AVX-512 BF16 on this CPU (Linux): where bfloat16 matrix products pay. Not when
+    torch is limited to AVX2 or less (``ATEN_CPU_CAPABILITY``: how such a CPU is emulated)."""
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from klausa import Assistant
-from klausa.embeddings import Embedder, ModelLoadError, load_embedder
+from klausa.embeddings import Embedder, ModelLoadError, cpu_has_fast_bfloat16, load_embedder
 from klausa.models import E5_SMALL, EMBEDDINGGEMMA, ModelBuildError, compiled, gemma
 from klausa.settings import Settings
 from tests.conftest import MODELS, REPO, make_settings
@@ -107,10 +107,22 @@ QUESTIONS = ["Does Jubelio sell or rent my personal data?",
              "can i get my account deleted", "Siapa yang bisa saya hubungi soal privasi?"]
 
 
+@pytest.fixture(scope="module")
+def float32_embedder() -> Embedder:
+    """What a CPU without fast bfloat16 runs (AVX2 alone): the model in float32, compiled."""
+    embedder = load_embedder(Settings(models_path=MODELS, query_precision="float32",
+                                      passage_precision="float32"))
+    assert not embedder.queries_in_bfloat16 and embedder.compiled  # type: ignore[attr-defined]
+    return embedder
+
+
+@pytest.mark.parametrize("precision", ["bfloat16 where the CPU has it", "float32"])
 def test_questions_and_passages_run_through_the_compiled_transformer_unchanged(
-        embedder: Embedder) -> None:
+        precision: str, request: pytest.FixtureRequest) -> None:
     """The compiled transformer is built (in the background) and used, and gives the vectors
     the model gives when run op by op: the same best clauses, the same refusals."""
+    embedder = request.getfixturevalue("float32_embedder" if precision == "float32"
+                                       else "embedder")
     assert embedder.wait_for_compiled(900), "the compiled transformer was not in use in 15 min"
     compiled = embedder.compiled_transformer
     assert compiled is not None and compiled.active and compiled.target.is_file()
@@ -126,6 +138,21 @@ def test_questions_and_passages_run_through_the_compiled_transformer_unchanged(
     assert (fast_q * slow_q).sum(axis=1).min() > 0.9995
     assert (fast_p * slow_p).sum(axis=1).min() > 0.9995
     assert not np.allclose(fast_q, slow_q, atol=0)  # two different code paths really ran
+    if precision == "float32":  # and no bfloat16 copy of the model is held beside it
+        assert embedder._bfloat16 is None  # type: ignore[attr-defined]
+
+
+def test_an_avx2_limit_means_float32_and_code_compiled_for_avx2(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a CPU without AVX-512 is emulated (``ATEN_CPU_CAPABILITY=avx2``) is how Klausa runs
+    on one: float32, and a compiled package of its own, built for AVX2 instructions only."""
+    folder = MODELS / EMBEDDINGGEMMA
+    native = compiled.package_path(folder, "float32")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("TORCHINDUCTOR_CPP_MARCH", raising=False)
+    assert not cpu_has_fast_bfloat16()
+    assert compiled.compiler_env() == {"TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
+    assert compiled.package_path(folder, "float32") != native
 
 
 def _model_folder_copy(tmp_path: Path) -> Path:

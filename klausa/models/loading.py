@@ -17,11 +17,14 @@ log = logging.getLogger(__name__)
 def load_sentence_transformer(
     name_or_path: str, compact_table: Callable[[Any, Path], bool] | None = None
 ) -> Any:
-    # oneDNN keeps a compiled primitive per matrix shape (1,024 by default); the reader's
-    # shapes vary with every question and clause, and a server grew by 0.55 GB over the
-    # 215 gold questions. 16 keeps the speed (measured: reader 121 vs 122 ms, RSS 1.67 vs
-    # 1.95 GB after the dev questions in one process). Read when oneDNN first runs.
+    # oneDNN keeps a compiled primitive per matrix shape (1,024 by default), and so does
+    # torch's own cache of oneDNN bfloat16 matmuls (LRU_CACHE_CAPACITY, also 1,024); the
+    # reader's shapes vary with every question and clause. 16 each keeps the speed. Measured
+    # over the 215 gold questions in one server: oneDNN's cache grew it by 0.55 GB (reader
+    # 121 vs 122 ms), torch's by another 0.33 GB (1.61 → 1.28 GB; p50 133 → 127 ms). Both
+    # are read when first used.
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
     import transformers
     from sentence_transformers import SentenceTransformer
 
