@@ -7,10 +7,10 @@ package holds only the generated kernels (3 MB): the weights stay those of the l
 (``load_constants(..., user_managed=True)``), so it costs no memory.
 
 Compiling takes about a minute of CPU, so no one waits for it: the first process that runs
-the model in bfloat16 starts a builder process (``main`` below) in the
-background (niced, one at a time across processes: a lock file) and goes on with the model
-as it is; every process switches to the package when it appears, after checking on a probe
-text that both give the same vectors. The package is keyed by everything its code depends
+the model starts a builder process (``main`` below) in the background (niced, one at a time
+across processes: a lock file) and goes on with the model as it is; every process switches
+to the package when it appears, after checking on a probe text that both give the same
+vectors. The package is keyed by everything its code depends
 on (torch, transformers, Python, the CPU's instruction set and any limit set on it, the
 model's config and dtype), so a models folder copied to another machine builds its own. Any
 failure leaves the model as it is, with one warning.
