@@ -23,16 +23,12 @@ def status_mb(field: str) -> float | None:
 def cpu_kind() -> dict:
     """The CPU's name, which of ``INSTRUCTION_SETS`` it reports, and the limit set on torch
     (``ATEN_CPU_CAPABILITY``, how a CPU without AVX-512 or AMX is emulated)."""
-    name, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not name:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"model": name, "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
+    from klausa.models.base import cpu_info  # light; imported here to keep this module so
+
+    cpu = cpu_info()
+    flags = cpu.get("flags", "").split()
+    return {"model": cpu.get("model name", ""),
+            "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
             "limited_to": os.environ.get("ATEN_CPU_CAPABILITY")}
 
 

@@ -25,6 +25,7 @@ from klausa.models import (
     ModelBuildError,
     embedding_model,
 )
+from klausa.models.base import cpu_info
 from klausa.models.compiled import CompiledTransformer
 from klausa.models.loading import StateTap, load_sentence_transformer
 from klausa.settings import Settings
@@ -375,10 +376,7 @@ def cpu_has_fast_bfloat16() -> bool:
     torch is limited to AVX2 or less (``ATEN_CPU_CAPABILITY``: how such a CPU is emulated)."""
     if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
+    flags = cpu_info().get("flags", "").split()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 

@@ -13,6 +13,22 @@ EMBEDDINGGEMMA = "embeddinggemma-300m-offline"
 HASHING_TEST = "hashing-test"
 
 
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ("model name", "flags" …); empty where
+    there is none (not Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return fields
+    for line in lines:
+        if not line.strip():
+            break  # the end of the first processor
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
 class ModelBuildError(RuntimeError):
     """A bundled model could not be built; the message names what failed and what to do."""
 

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from klausa.models.base import cpu_info
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "transformer.pt2"
@@ -63,11 +65,7 @@ def build_key(model_folder: Path, dtype: str = "bfloat16") -> str:
     import torch
     import transformers
 
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = platform.processor()
+    flags = cpu_info().get("flags") or platform.processor()
     parts = [str(EXPORT_VERSION), torch.__version__, transformers.__version__,
              platform.python_version(), platform.machine(), flags,
              str(_state_layer(model_folder)), (model_folder / "config.json").read_text("utf-8"),
