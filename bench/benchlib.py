@@ -4,7 +4,6 @@ benchmark's parent process imports it before its children measure memory."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 #: The instruction sets that decide Klausa's path (bfloat16 where AMX or AVX-512 BF16 is).
@@ -22,14 +21,14 @@ def status_mb(field: str) -> float | None:
 
 def cpu_kind() -> dict:
     """The CPU's name, which of ``INSTRUCTION_SETS`` it reports, and the limit set on torch
-    (``ATEN_CPU_CAPABILITY``, how a CPU without AVX-512 or AMX is emulated)."""
-    from klausa.models.base import cpu_info  # light; imported here to keep this module so
+    (how a CPU without AVX-512 or AMX is emulated)."""
+    from klausa.models.base import cpu_info, torch_capability_limit  # light; imported here
 
     cpu = cpu_info()
     flags = cpu.get("flags", "").split()
     return {"model": cpu.get("model name", ""),
             "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
-            "limited_to": os.environ.get("ATEN_CPU_CAPABILITY")}
+            "limited_to": torch_capability_limit() or None}
 
 
 def write_results(path: Path, results: dict) -> None:

@@ -25,7 +25,7 @@ from klausa.models import (
     ModelBuildError,
     embedding_model,
 )
-from klausa.models.base import cpu_info
+from klausa.models.base import cpu_info, torch_capability_limit
 from klausa.models.compiled import CompiledTransformer
 from klausa.models.loading import StateTap, load_sentence_transformer
 from klausa.settings import Settings
@@ -373,8 +373,8 @@ def resolve_model_path(settings: Settings) -> str:
 
 def cpu_has_fast_bfloat16() -> bool:
     """AMX or AVX-512 BF16 on this CPU (Linux): where bfloat16 matrix products pay. Not when
-    torch is limited to AVX2 or less (``ATEN_CPU_CAPABILITY``: how such a CPU is emulated)."""
-    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+    torch is limited to AVX2 or less."""
+    if torch_capability_limit() in ("default", "avx2"):
         return False
     flags = cpu_info().get("flags", "").split()
     return "amx_bf16" in flags or "avx512_bf16" in flags

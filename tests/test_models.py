@@ -142,16 +142,18 @@ def test_questions_and_passages_run_through_the_compiled_transformer_unchanged(
         assert embedder._bfloat16 is None  # type: ignore[attr-defined]
 
 
-def test_an_avx2_limit_means_float32_and_code_compiled_for_avx2(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """How a CPU without AVX-512 is emulated (``ATEN_CPU_CAPABILITY=avx2``) is how Klausa runs
-    on one: float32, and a compiled package of its own, built for AVX2 instructions only."""
+@pytest.mark.parametrize(("limit", "march"), [("avx2", "x86-64-v3"), ("Default", "x86-64")])
+def test_a_capability_limit_means_float32_and_code_compiled_for_it(
+        monkeypatch: pytest.MonkeyPatch, limit: str, march: str) -> None:
+    """How a CPU without AVX-512 is emulated (``ATEN_CPU_CAPABILITY=avx2``; "default": torch's
+    scalar code) is how Klausa runs on one: float32, and a compiled package of its own, built
+    for those instructions only."""
     folder = MODELS / EMBEDDINGGEMMA
     native = compiled.package_path(folder, "float32")
-    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", limit)
     monkeypatch.delenv("TORCHINDUCTOR_CPP_MARCH", raising=False)
     assert not cpu_has_fast_bfloat16()
-    assert compiled.compiler_env() == {"TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
+    assert compiled.compiler_env() == {"TORCHINDUCTOR_CPP_MARCH": march}
     assert compiled.package_path(folder, "float32") != native
 
 

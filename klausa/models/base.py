@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,13 @@ E5_SMALL = "multilingual-e5-small-offline"
 EMBEDDINGGEMMA = "embeddinggemma-300m-offline"
 #: The deterministic test embedder (``klausa.testing``).
 HASHING_TEST = "hashing-test"
+
+
+def torch_capability_limit() -> str:
+    """The instruction set torch's kernels are limited to ("avx2", "default" …; "" when not
+    limited): ``ATEN_CPU_CAPABILITY``, how a CPU without AVX-512 or AMX is emulated on one
+    that has them."""
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
 
 
 def cpu_info() -> dict[str, str]:

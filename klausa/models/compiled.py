@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from klausa.models.base import cpu_info
+from klausa.models.base import cpu_info, torch_capability_limit
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,15 @@ MAX_BATCH = 1024
 BUILDER = "import sys; from klausa.models.compiled import main; sys.exit(main(sys.argv[1:]))"
 #: How often a process waiting for the package looks for it.
 LOOK_EVERY_S = 1.0
-#: The compiler's target for a capability torch is limited to (``ATEN_CPU_CAPABILITY``, how a
-#: CPU without AVX-512 is emulated): otherwise it compiles for every instruction the machine has.
-MARCH_OF_CAPABILITY = {"avx2": "x86-64-v3"}
+#: The compiler's target for the instruction set torch is limited to (``torch_capability_limit``;
+#: "default" is torch's scalar code): otherwise it compiles for every instruction the machine has.
+MARCH_OF_CAPABILITY = {"avx2": "x86-64-v3", "default": "x86-64"}
 
 
 def target_march() -> str:
     """The instruction set the package is compiled for ("": all this machine has)."""
     return os.environ.get("TORCHINDUCTOR_CPP_MARCH") or MARCH_OF_CAPABILITY.get(
-        os.environ.get("ATEN_CPU_CAPABILITY", "").lower(), "")
+        torch_capability_limit(), "")
 
 
 def compiler_env() -> dict[str, str]:
@@ -69,7 +69,7 @@ def build_key(model_folder: Path, dtype: str = "bfloat16") -> str:
     parts = [str(EXPORT_VERSION), torch.__version__, transformers.__version__,
              platform.python_version(), platform.machine(), flags,
              str(_state_layer(model_folder)), (model_folder / "config.json").read_text("utf-8"),
-             dtype, os.environ.get("ATEN_CPU_CAPABILITY", ""), target_march()]
+             dtype, torch_capability_limit(), target_march()]
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
