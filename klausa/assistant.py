@@ -18,7 +18,7 @@ from klausa.compose import compose
 from klausa.embeddings import Embedder, load_embedder
 from klausa.judge import Judge, Judgement, Question
 from klausa.prompts import phrase
-from klausa.scope import Scope, as_turn, find_scope
+from klausa.scope import Scope, as_turn, find_scope, has_topic
 from klausa.settings import Settings
 from klausa.snapshot import Snapshot, load_snapshot
 from klausa.text import detect_language, load_language_identifier, normalise, words
@@ -186,10 +186,14 @@ class Assistant:
         self.check_policy(policy, snapshot.catalog, language)
         scope = find_scope(text, policy, [as_turn(t) for t in history], snapshot.catalog,
                            snapshot.mentions)
-        retrieval = self.retrieve(snapshot, scope, language)
+        if not scope.previous and not scope.restated and not has_topic(scope.search_text):
+            # "What about Interindo?" with nothing before it: no clause can answer that.
+            raise QuestionError(phrase("answer", language, "no_topic"), language)
+        searched_in = detect_language(scope.search_text) if scope.restated else language
+        retrieval = self.retrieve(snapshot, scope, searched_in)
         return snapshot, scope, retrieval, Question(
             scope.search_text, language, follow_up=bool(scope.previous),
-            states=retrieval.question_states)
+            states=retrieval.question_states, text_language=searched_in)
 
     def check_question(self, question: str, language: Language | None) -> tuple[str, Language]:
         limit = self.settings.max_question_chars

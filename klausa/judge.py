@@ -27,6 +27,7 @@ import numpy as np
 
 from klausa.asked import AskedFact, asked_fact, states
 from klausa.lexical import chunk_terms
+from klausa.scope import has_topic
 from klausa.settings import Settings
 from klausa.text import STOPWORDS, analyse, default_lexicon, words
 from klausa.trace import AskedFactCheck, CandidateReading, Outcome, ReaderTrace, SupportScore, Trace
@@ -96,6 +97,13 @@ class Question:
     language: Language
     follow_up: bool = False
     states: Sequence[np.ndarray] | None = None
+    #: The language ``text`` is in, when not the asker's: "Kalau Webdeskers?" restates an
+    #: English question (``Scope.restated``).
+    text_language: Language | None = None
+
+    @property
+    def analysed_as(self) -> Language:
+        return self.text_language or self.language
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,7 @@ class Judge:
         """The verdict on the retrieved clauses (``ranked``, best first): one policy's answer
         when ``single_policy`` is set, else each policy's best clause on its own."""
         hits = ranked[: self.settings.hits]
-        variants = term_variants(question.text, question.language)
+        variants = term_variants(question.text, question.analysed_as)
         support = self.support(hits[0] if hits else None, variants)
         unmatched, unknown = self.missing_terms(hits[0] if hits else None, question)
         # A question none of whose words any policy uses ("warm up", "refund?") is refused
@@ -245,12 +253,13 @@ class Judge:
                     question.states, states[READ_FIRST:])])  # type: ignore[arg-type]
         else:
             probabilities = self.reader.read(question.states, states)  # type: ignore[arg-type]
-        if len(question.states) > 1:
+        if len(question.states) > 1 and has_topic(question.text):
             # Read as a follow-up is a guess (the same company, no topic of its own?): the
             # question is also read alone, and a clause it plainly answers alone answers
             # ("Does Webdeskers use cookies?" after a question on refunds: 0.0001 read with
             # it, 0.998 alone). Only plainly: a vague follow-up read alone ("does anything
-            # break if I do it?") half-matches clauses on other topics.
+            # break if I do it?") half-matches clauses on other topics, and one with no word
+            # of its own ("and?", "why?") is not read alone at all.
             alone = self.reader.read(question.states[-1:], states)  # type: ignore[arg-type]
             probabilities = np.where(alone >= STANDS_ALONE,
                                      np.maximum(probabilities, alone), probabilities)
@@ -371,10 +380,10 @@ class Judge:
         unmatched: list[str] = []
         unknown: list[str] = []
         for word in dict.fromkeys(words(question.text)):
-            terms = analyse(word, question.language)
-            if not terms or _says_nothing(word, question.language):
+            terms = analyse(word, question.analysed_as)
+            if not terms or _says_nothing(word, question.analysed_as):
                 continue  # a stop word, "what's", "how much": nothing a policy could lack
-            variants = {*terms, *lexicon.translate(terms, question.language)}
+            variants = {*terms, *lexicon.translate(terms, question.analysed_as)}
             if not variants & clause:
                 unmatched.append(word)
             if not variants & self.vocabulary:

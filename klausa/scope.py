@@ -18,6 +18,13 @@ FOLLOW_UP_CUES = re.compile(
     re.I,
 )
 FOLLOW_UP_MAX_WORDS = 8
+#: The words of a question that asks nothing of its own: "What about Interindo?", "And
+#: Netmarks?", "Kalau Interindo gimana?", "Bagaimana dengan Jubelio?". Kept to such words:
+#: "Does LaciMart know where I am?" is all stop words and asks something.
+NO_TOPIC = frozenset(
+    "what about how and also then so too else or with for at in of the same here there please "
+    "ok okay kalau kalo klo gimana bagaimana dengan dgn dan terus trus lalu juga pula halnya "
+    "sih dong ya deh nih kok aja saja di untuk buat yang sama soal tentang mengenai".split())
 #: How many earlier questions a follow-up borrows its topic from (a chain of follow-ups).
 FOLLOW_UP_DEPTH = 2
 
@@ -33,6 +40,9 @@ class Scope:
     #: The earlier questions a follow-up borrows its topic from (oldest first); empty when the
     #: question stands on its own.
     previous: list[str]
+    #: ``search_text`` is the last question, asked again of the company now named ("What
+    #: about Interindo?"); it may be in the other language.
+    restated: bool = False
 
     @property
     def single_policy(self) -> str | None:
@@ -62,6 +72,12 @@ def looks_like_follow_up(text: str) -> bool:
     return len(words(text)) <= FOLLOW_UP_MAX_WORDS or bool(FOLLOW_UP_CUES.search(text))
 
 
+def has_topic(text: str) -> bool:
+    """Whether a question (company names taken out) asks something of its own: "Does send
+    my CV to companies?" does, "What about?" does not."""
+    return any(word not in NO_TOPIC for word in words(text))
+
+
 def find_scope(text: str, policy: str | None, turns: Sequence[Turn], catalog: Catalog,
                mentions: Mentions) -> Scope:
     """The policy chosen, else the companies the question names, else (a follow-up) the
@@ -78,10 +94,24 @@ def find_scope(text: str, policy: str | None, turns: Sequence[Turn], catalog: Ca
         policies = None
     search_text = strip_names(text, mentions) or text
     previous: list[str] = []
+    own_topic = has_topic(search_text)
+    if turns and mentioned and not own_topic:
+        # "What about Interindo?", "Kalau Netmarks?": the last question, asked of the company
+        # named (with the topic that question borrowed, if it was a follow-up).
+        last = turns[-1]
+        restated = strip_names(last.question, mentions)
+        if has_topic(restated):
+            return Scope(policies, restated, [t for t in last.topic if t][-FOLLOW_UP_DEPTH:],
+                         restated=True)
     # A question naming another company than the last answer's starts a new topic, however
     # short ("Will LaciMart give my data to the police?" after a question about Netmarks).
     changes_company = bool(mentioned) and bool(turns) and turns[-1].policy not in mentioned
-    if turns and looks_like_follow_up(search_text) and not changes_company:
+    # So does one naming the same company again with a topic of its own and no word pointing
+    # back ("Does Interindo send my CV to companies?" after its cookies); "Does Netmarks
+    # delete it after that?" still follows up.
+    starts_over = changes_company or (bool(mentioned) and own_topic
+                                      and not FOLLOW_UP_CUES.search(search_text))
+    if turns and looks_like_follow_up(search_text) and not starts_over:
         last = turns[-1]
         earlier = [*last.topic, strip_names(last.question, mentions)]
         previous = [t for t in earlier if t][-FOLLOW_UP_DEPTH:]

@@ -204,7 +204,8 @@ class Answer(BaseModel):
 
     def as_turn(self) -> Turn:
         return Turn(
-            question=self.question,
+            # What was searched: "What about Interindo?" searched the question it restated.
+            question=self.trace.search_text or self.question,
             policy=self.citations[0].policy if self.citations else self.policy,
             labels=[c.label for c in self.citations],
             topic=list(self.trace.follow_up_of),

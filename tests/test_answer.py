@@ -11,6 +11,7 @@ from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
 from klausa.cli import cli
 from klausa.compose import cite, collapse, render_answer
 from klausa.evaluation import answer_language
+from klausa.prompts import phrase
 from klausa.settings import Settings
 from klausa.text import detect_language
 from klausa.types import Hit
@@ -110,6 +111,42 @@ def test_a_short_question_naming_another_company_is_not_a_follow_up(
     # Naming the same company again still lets a short question follow up.
     same = assistant.ask("Does Netmarks delete it after that?", history=[first])
     assert same.trace.follow_up_of
+
+
+def test_what_about_another_company_asks_it_the_last_question(assistant: Assistant) -> None:
+    """"What about Interindo?" asks Interindo what the last question asked of Jubelio, in
+    either language, and the conversation can go on from there ("Kalau Webdeskers?")."""
+    first = assistant.ask("Does Jubelio sell my personal data?")
+    assert [c.label for c in first.citations][:1] == ["DISCLOSURE OF PERSONAL DATA WE COLLECT"]
+    other = assistant.ask("What about Interindo?", history=[first])
+    assert other.policy == "interindo" and other.trace.search_text == "Does sell my personal data?"
+    assert [c.label for c in other.citations][:1] == ["3"]  # "no sale … without permission"
+    third = assistant.ask("Kalau Webdeskers?", history=[first, other])
+    assert third.language == "id" and third.policy == "webdeskers"
+    assert [c.label for c in third.citations][:1] == ["C.1"]  # "no … sale … of the User's data"
+
+
+def test_naming_the_company_again_with_a_new_topic_is_not_a_follow_up(
+        assistant: Assistant) -> None:
+    """A short question that names the company and asks something new is read on its own,
+    not with the last question's topic (it used to be cited the cookies clause)."""
+    first = assistant.ask("Can I turn off cookies on Interindo?")
+    assert [c.label for c in first.citations][:1] == ["4"]
+    cv = assistant.ask("Does Interindo send my CV to companies?", history=[first])
+    assert not cv.trace.follow_up_of
+    assert [c.label for c in cv.citations][:1] == ["3"]  # "processing user resumes"
+    sell = assistant.ask("Interindo jual data gue ga?", history=[first, cv])
+    assert not sell.trace.follow_up_of and [c.label for c in sell.citations][:1] == ["3"]
+
+
+def test_a_question_with_nothing_to_ask_gets_a_clear_error(assistant: Assistant) -> None:
+    """With nothing before it, "What about Interindo?" names no topic: the asker is told to
+    name one, not quoted a clause that its reader half-matched."""
+    for question, language in [("What about Interindo?", "en"), ("Kalau Netmarks gimana?", "id")]:
+        with pytest.raises(QuestionError) as error:
+            assistant.ask(question)
+        assert error.value.language == language
+        assert str(error.value) == phrase("answer", language, "no_topic")
 
 
 def test_unanswerable_questions_are_refused_in_the_askers_language(

@@ -200,7 +200,7 @@ def test_hostile_html_in_a_policy_shows_as_text_and_never_runs(
     page.close()
 
 
-CONVERSATION = [  # (question, asker's language): alternating, with a follow-up on turn 2
+CONVERSATION = [  # (question, asker's language): alternating, follow-ups on turns 2 and 8
     ("Does Jubelio sell my personal data?", "en"),
     ("berapa lama datanya disimpan?", "id"),  # no company: stays on Jubelio
     ("Can I reject cookies on Webdeskers?", "en"),
@@ -211,6 +211,7 @@ CONVERSATION = [  # (question, asker's language): alternating, with a follow-up 
     ("How long does Netmarks keep my personal information?", "en"),
     ("Will LaciMart give my data to the police?", "en"),  # found through its English gloss
     ("Apakah Interindo memakai cookies?", "id"),
+    ("Kalau Netmarks?", "id"),  # the last question, asked of another company
 ]
 LEADS = {"en": "According to", "id": "Menurut"}
 
@@ -246,6 +247,8 @@ def test_a_conversation_alternating_languages_answers_every_question(
         assert detect_language(quoted) == language, f"turn {turn}: {quoted[:200]}"
         assert messages.nth(2 * turn - 2).inner_text().strip().endswith(question)
     assert "Jubelio" in messages.nth(3).inner_text()  # the follow-up stayed on Jubelio
+    switched = messages.nth(15).inner_text()  # "Kalau Netmarks?": Netmarks on cookies
+    assert "Netmarks" in switched and "Cookies" in switched, switched[:300]
     # An English question, an Indonesian policy: the law-enforcement clause in the English
     # translation, which says it is one, and the policy's own words one click away.
     police = messages.nth(11)
@@ -277,7 +280,7 @@ def test_a_conversation_alternating_languages_answers_every_question(
     assert messages.nth(2 * turn - 1).locator("mark.klausa-quote").count() == 0
     messages.nth(2 * turn - 1).screenshot(path=str(artifacts / "06-not-stated.png"))
 
-    # The first answer's thumbs-down, after four more turns, is stored.
+    # The first answer's thumbs-down, after the rest of the conversation, is stored.
     messages.nth(1).get_by_test_id("stFeedback").locator("button").nth(1).click()
     deadline = time.monotonic() + 20
     rows: list = []

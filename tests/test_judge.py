@@ -11,10 +11,10 @@ from klausa.assistant import Assistant
 from klausa.cases import Case
 from klausa.evaluation import AssistantAsker, calibrate_refusal, run
 from klausa.judge import Judge, Question, support_value
-from klausa.scope import find_scope
+from klausa.scope import Scope, find_scope
 from klausa.settings import Settings
 from klausa.trace import SupportScore, Trace
-from klausa.types import Chunk, Hit
+from klausa.types import Chunk, Hit, Turn
 
 pytestmark = pytest.mark.fast
 
@@ -103,6 +103,25 @@ def test_scope_takes_the_named_company_else_the_last_answers(
     every = find_scope("Who shares data with the police?", None, [], snapshot.catalog,
                        snapshot.mentions)
     assert every.policies is None and every.single_policy is None
+
+
+def test_which_questions_follow_up_and_which_restate(quick_assistant: Assistant) -> None:
+    snapshot = quick_assistant.snapshot()
+
+    def scope(text: str, *turns: Turn) -> Scope:
+        return find_scope(text, None, list(turns), snapshot.catalog, snapshot.mentions)
+
+    cookies = Turn(question="Does use cookies?", policy="webdeskers")
+    block = Turn(question="can I block them?", policy="webdeskers", topic=["Does use cookies?"])
+    # No topic of its own, another company: the last question asked of it, with its topic.
+    again = scope("What about Netmarks?", cookies, block)
+    assert again.restated and again.search_text == "can I block them?"
+    assert again.policies == ["netmarks"] and again.previous == ["Does use cookies?"]
+    # The same company named again: a new topic of its own starts over, a pointer back not.
+    assert not scope("Does Webdeskers sell my data?", cookies).previous
+    assert scope("Does Webdeskers store them?", cookies).previous == ["Does use cookies?"]
+    # No company named: a short question follows up, as before.
+    assert scope("and for how long?", cookies).previous == ["Does use cookies?"]
 
 
 def judge(**overrides: object) -> Judge:
