@@ -4,12 +4,14 @@ conversation a follow-up borrows its topic from."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from klausa.catalog import Catalog
-from klausa.text import words
+from klausa.text import STOPWORDS, analyse, words
 from klausa.types import Answer, Turn
+
+LANGUAGES = ("en", "id")
 
 FOLLOW_UP_CUES = re.compile(
     r"^(and|but|also|what about|how about|then|so|dan|lalu|terus|kalau|bagaimana dengan|"
@@ -49,14 +51,47 @@ class Scope:
         return self.policies[0] if self.policies and len(self.policies) == 1 else None
 
 
-def mention_patterns(catalog: Catalog) -> Mentions:
-    """Per policy, a pattern of the names users type for it (id, aliases, one-word company)."""
-    patterns = []
+#: A name this long or longer is also recognised typed with one slip ("Jubelo", "Webdesker",
+#: "Net marks"), unless the slip spells a word the policies use ("Guardia" → "guardian").
+SLIP_MIN_LENGTH = 6
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def slips(name: str) -> set[str]:
+    """The spellings of ``name`` one typing slip away: a letter left out, swapped with the
+    next, mistyped or added, or a space added inside."""
+    name = name.lower()
+    splits = [(name[:i], name[i:]) for i in range(len(name) + 1)]
+    spellings = {a + b[1:] for a, b in splits if b}
+    spellings |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    spellings |= {a + c + b[1:] for a, b in splits if b for c in LETTERS}
+    spellings |= {a + c + b for a, b in splits for c in LETTERS}
+    spellings |= {f"{a} {b}" for a, b in splits if a and b}
+    return spellings - {name}
+
+
+def mention_patterns(catalog: Catalog, vocabulary: Set[str] = frozenset()) -> Mentions:
+    """Per policy, a pattern of the names users type for it (id, aliases, one-word company),
+    and of their one-slip misspellings that are no word of ``vocabulary`` (the index's
+    terms) nor a stop word."""
+    names_of = {}
     for policy_id, policy in catalog.policies.items():
         info = policy.info
-        names = {policy_id, *info.aliases}
+        names_of[policy_id] = {policy_id, *info.aliases}
         if len(info.company.split()) == 1:
-            names.add(info.company)
+            names_of[policy_id].add(info.company)
+    # The names are terms of the index too ("netmark"): a slip that reads as one is still a name.
+    words_known = set(vocabulary) - {term for names in names_of.values() for name in names
+                                     for language in LANGUAGES for term in analyse(name, language)}
+
+    def is_word(slip: str) -> bool:
+        return any(slip in STOPWORDS[language] or set(analyse(slip, language)) & words_known
+                   for language in LANGUAGES)
+
+    patterns = []
+    for policy_id, names in names_of.items():
+        names |= {slip for name in names if len(name) >= SLIP_MIN_LENGTH
+                  for slip in slips(name) if " " in slip or not is_word(slip)}
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         patterns.append((policy_id, re.compile(rf"\b({alternatives})\b", re.I)))
     return patterns

@@ -64,4 +64,5 @@ def load_snapshot(settings: Settings, generation: str | None, mode: str,
                   reader=reader() if dense else None,
                   clause_states=TokenStates.load(settings.generation_dir) if dense else None,
                   policy_digests={p: policy.digest for p, policy in catalog.policies.items()})
-    return Snapshot(generation, catalog, retriever, mention_patterns(catalog), judge)
+    return Snapshot(generation, catalog, retriever, mention_patterns(catalog, lexical.vocabulary),
+                    judge)

@@ -193,6 +193,15 @@ def test_a_company_named_in_the_question_narrows_the_search(assistant: Assistant
     assert answer.citations[0].label == "4"
 
 
+def test_a_company_name_typed_with_a_slip_still_narrows_the_search(
+        assistant: Assistant) -> None:
+    """"Jubelo" is Jubelio: its answer alone, not every policy's with Webdeskers first."""
+    answer = assistant.ask("Does Jubelo share my data with the government?")
+    assert answer.policy == "jubelio" and "Jubelo" not in answer.trace.search_text
+    assert [c.label for c in answer.citations][:1] == ["DISCLOSURE OF PERSONAL DATA WE COLLECT"]
+    assert assistant.ask("Apakah Net marks memakai cookies?").policy == "netmarks"
+
+
 def test_language_override(assistant: Assistant) -> None:
     answer = assistant.ask("cookies?", policy="webdeskers", language="id")
     assert answer.language == "id" and answer.answer.startswith("Menurut")

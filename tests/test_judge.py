@@ -103,6 +103,16 @@ def test_scope_takes_the_named_company_else_the_last_answers(
     every = find_scope("Who shares data with the police?", None, [], snapshot.catalog,
                        snapshot.mentions)
     assert every.policies is None and every.single_policy is None
+    # One slip in a name is still the name; a word the policies use is not ("guardian" is
+    # one slip from the alias "Guardia").
+    for typed, policy in [("Webdesker", "webdeskers"), ("Net marks", "netmarks"),
+                          ("Interindio", "interindo"), ("Jubleio", "jubelio")]:
+        scope = find_scope(f"Does {typed} sell my data?", None, [], snapshot.catalog,
+                           snapshot.mentions)
+        assert scope.policies == [policy] and scope.search_text == "Does sell my data?"
+    guardian = find_scope("Does my guardian have to agree?", None, [], snapshot.catalog,
+                          snapshot.mentions)
+    assert guardian.policies is None
 
 
 def test_which_questions_follow_up_and_which_restate(quick_assistant: Assistant) -> None:
