@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from klausa import Answer, Assistant, Citation, QuestionError, Settings
+from klausa import Answer, Assistant, Citation, QuestionError, Settings, SmallTalk
 from klausa.catalog import IndexMissingError
 from klausa.compose import nearest_sections, section_name
 from klausa.database import Database
@@ -242,6 +242,9 @@ def ask(assistant: Assistant, question: str) -> None:
             with st.spinner(ui(interface_language(), "thinking")):
                 answer = assistant.ask(question, policy=policy, history=history,
                                        language=language, on_text=show_draft)
+        except SmallTalk as reply:
+            st.markdown(escape_markdown(str(reply)))
+            return
         except QuestionError as error:
             st.error(str(error))
             return

@@ -1,6 +1,6 @@
 """Klausa: answers questions about policies by citing the clause that says so."""
 
-from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
+from klausa.assistant import Assistant, QuestionError, SmallTalk, UnknownPolicyError
 from klausa.settings import Settings
 from klausa.types import Answer, Chunk, Citation, Hit, PolicyInfo, Section, Turn
 
@@ -14,6 +14,7 @@ __all__ = [
     "QuestionError",
     "Section",
     "Settings",
+    "SmallTalk",
     "Turn",
     "UnknownPolicyError",
 ]

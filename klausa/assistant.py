@@ -18,7 +18,7 @@ from klausa.compose import compose
 from klausa.embeddings import Embedder, load_embedder
 from klausa.judge import Judge, Judgement, Question
 from klausa.prompts import phrase
-from klausa.scope import Scope, as_turn, find_scope, has_topic
+from klausa.scope import Scope, as_turn, find_scope, has_topic, small_talk
 from klausa.settings import Settings
 from klausa.snapshot import Snapshot, load_snapshot
 from klausa.text import detect_language, load_language_identifier, normalise, words
@@ -45,6 +45,11 @@ class QuestionError(ValueError):
 
 class UnknownPolicyError(QuestionError):
     pass
+
+
+class SmallTalk(QuestionError):
+    """A greeting or thanks, not a question: the message is Klausa's reply (what it answers
+    from, with an example question), to show as an answer, not as an error."""
 
 
 class Assistant:
@@ -183,6 +188,8 @@ class Assistant:
         reads them (also what ``klausa reader train`` reads)."""
         text, language = self.check_question(question, language)
         snapshot = self.snapshot()
+        if kind := small_talk(text):
+            raise SmallTalk(self.small_talk_reply(kind, language, snapshot.catalog), language)
         self.check_policy(policy, snapshot.catalog, language)
         scope = find_scope(text, policy, [as_turn(t) for t in history], snapshot.catalog,
                            snapshot.mentions)
@@ -210,6 +217,16 @@ class Assistant:
         if not words(text):
             raise QuestionError(phrase("answer", guess, "no_words"), guess)
         return text, guess
+
+    @staticmethod
+    def small_talk_reply(kind: str, language: Language, catalog: Catalog) -> str:
+        if kind == "thanks":
+            return phrase("answer", language, "thanks")
+        titles = [catalog.policy_title(p, language) for p in catalog.policies]
+        first = next(iter(catalog.policies.values()), None)
+        company = (first.info.aliases or [first.info.company])[0] if first else "the company"
+        return phrase("answer", language, "greeting", policies="; ".join(titles),
+                      company=company)
 
     @staticmethod
     def check_policy(policy: str | None, catalog: Catalog, language: Language) -> None:

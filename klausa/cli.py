@@ -252,7 +252,7 @@ def ask(
     as_json: bool,
 ) -> None:
     """Answer QUESTION, citing the section it comes from."""
-    from klausa.assistant import Assistant, QuestionError
+    from klausa.assistant import Assistant, QuestionError, SmallTalk
     from klausa.catalog import IndexMissingError
     from klausa.compose import section_name
     from klausa.embeddings import ModelLoadError
@@ -262,6 +262,9 @@ def ask(
     assistant = Assistant(settings, retriever=retriever)
     try:
         answer = assistant.ask(question, policy=policy, language=lang)  # type: ignore[arg-type]
+    except SmallTalk as reply:
+        click.echo(str(reply))
+        return
     except QuestionError as error:
         fail(str(error), EXIT_USAGE)
     except (IndexMissingError, ModelLoadError) as error:

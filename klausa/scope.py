@@ -32,6 +32,29 @@ FOLLOW_UP_DEPTH = 2
 
 Mentions = list[tuple[str, re.Pattern[str]]]
 
+#: A whole message that greets, asks what Klausa is, or thanks: no policy question in it.
+_POLITE = r"(?:\s+(?:there|klausa|kak|min|gan|bot|ya|yah|so much|very much|banyak|a lot))*"
+GREETING = re.compile(
+    r"(?:hi|hello|hey|hallo|halo|hai|hei|good (?:morning|afternoon|evening)"
+    r"|selamat (?:pagi|siang|sore|malam)|pagi|siang|sore|malam|assalamualaikum|help|bantuan"
+    r"|what can you do|what do you do|who are you|what are you|how does this work"
+    r"|apa yang bisa (?:kamu|anda) (?:lakukan|bantu)|kamu siapa|anda siapa|siapa kamu"
+    r"|cara pakainya gimana|gimana cara pakainya)" + _POLITE)
+THANKS = re.compile(
+    r"(?:thanks|thank you|thank u|thx|ty|makasih|terima kasih|trims|tq|ok|okay|oke|sip"
+    r"|mantap|great|bye|goodbye|dadah)" + _POLITE)
+
+
+def small_talk(text: str) -> str | None:
+    """"greeting" or "thanks" when the whole message is one ("hi", "what can you do?",
+    "makasih ya"), else None."""
+    plain = " ".join(words(text.lower()))
+    if GREETING.fullmatch(plain):
+        return "greeting"
+    if THANKS.fullmatch(plain):
+        return "thanks"
+    return None
+
 
 @dataclass(frozen=True)
 class Scope:

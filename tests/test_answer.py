@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from klausa.assistant import Assistant, QuestionError, UnknownPolicyError
+from klausa.assistant import Assistant, QuestionError, SmallTalk, UnknownPolicyError
 from klausa.cli import cli
 from klausa.compose import cite, collapse, render_answer
 from klausa.evaluation import answer_language
@@ -147,6 +147,23 @@ def test_a_question_with_nothing_to_ask_gets_a_clear_error(assistant: Assistant)
             assistant.ask(question)
         assert error.value.language == language
         assert str(error.value) == phrase("answer", language, "no_topic")
+
+
+def test_greetings_and_thanks_get_a_reply_in_the_askers_language(
+        assistant: Assistant) -> None:
+    """Not "None of the policies say anything about this", nor clauses matched to "what can
+    you do?": what Klausa answers from, with an example, or "you're welcome"."""
+    for message, language in [("hi", "en"), ("What can you do?", "en"), ("Halo kak!", "id")]:
+        with pytest.raises(SmallTalk) as reply:
+            assistant.ask(message)
+        assert reply.value.language == language
+        assert str(reply.value).startswith({"en": "Hello!", "id": "Halo!"}[language])
+        assert "Webdeskers" in str(reply.value) and "Jubelio" in str(reply.value)
+    with pytest.raises(SmallTalk, match="Sama-sama"):
+        assistant.ask("makasih ya")
+    # A greeting before a question is a question.
+    answer = assistant.ask("Hi, does Jubelio sell my personal data?")
+    assert [c.label for c in answer.citations][:1] == ["DISCLOSURE OF PERSONAL DATA WE COLLECT"]
 
 
 def test_unanswerable_questions_are_refused_in_the_askers_language(

@@ -81,6 +81,17 @@ def test_refusal_renders_as_a_refusal(app: AppTest) -> None:
     assert "klausa-quote" not in markdown_text(app)  # no citation cards
 
 
+def test_a_greeting_gets_a_reply_not_an_error_nor_a_refusal(app: AppTest) -> None:
+    ask(app, "hi")
+    assert not app.error and not app.warning
+    text = markdown_text(app)
+    assert "I answer questions about these privacy policies" in text
+    assert "Webdeskers Privacy Policy" in text and "klausa-quote" not in text
+    database = sqlite3.connect(Settings().database_path)
+    if database.execute("SELECT 1 FROM sqlite_master WHERE name = 'answers'").fetchone():
+        assert database.execute("SELECT count(*) FROM answers").fetchone() == (0,)
+
+
 def test_feedback_lands_in_sqlite(app: AppTest) -> None:
     ask(app, "How long does Interindo keep my data?")
     app.get("feedback")[0].set_value(1).run()
