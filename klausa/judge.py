@@ -380,7 +380,7 @@ class Judge:
         unmatched: list[str] = []
         unknown: list[str] = []
         for word in dict.fromkeys(words(question.text)):
-            terms = analyse(word, question.analysed_as)
+            terms = analyse(word, question.analysed_as, informal=True)
             if not terms or _says_nothing(word, question.analysed_as):
                 continue  # a stop word, "what's", "how much": nothing a policy could lack
             variants = {*terms, *lexicon.translate(terms, question.analysed_as)}
@@ -502,4 +502,5 @@ def term_variants(text: str, language: Language) -> list[set[str]]:
     """Each analysed term of the question with its lexicon translations (computed once per
     question, then matched against every clause whose support is judged)."""
     lexicon = default_lexicon()
-    return [{term, *lexicon.translate([term], language)} for term in analyse(text, language)]
+    return [{term, *lexicon.translate([term], language)}
+            for term in analyse(text, language, informal=True)]

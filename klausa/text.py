@@ -109,13 +109,75 @@ def standardise(text: str) -> str:
     return TOKEN.sub(lambda m: table.get(m.group(0).lower(), m.group(0)), text)
 
 
-def analyse(text: str, language: Language) -> list[str]:
-    """Index/query terms of ``text``: stemmed, stopwords dropped, negations kept."""
+@cache
+def indonesian_roots() -> frozenset[str]:
+    """Sastrawi's dictionary of Indonesian root words (PySastrawi, MIT; 29,933 words)."""
+    text = resources.files("Sastrawi").joinpath("Stemmer/data/kata-dasar.txt").read_text("utf-8")
+    return frozenset(text.split())
+
+
+_VOWELS = "aeiou"
+#: Colloquial endings of a root's last syllable: "simpen", "pinjem", "catet", "pake".
+_COLLOQUIAL_ENDINGS = (("en", "an"), ("em", "am"), ("et", "at"), ("e", "ai"))
+
+
+def informal_root(word: str) -> str | None:
+    """The root of an informal Indonesian verb the slang table does not list, when it has a
+    colloquial mark and the dictionary knows the root: the suffix "-in" ("hapusin" → hapus,
+    "nyelesain" → selesai) or a bare nasal prefix ("ngirim" → kirim, "nolak" → tolak, "nyebut"
+    → sebut, "mantau" → pantau, "ngilangin" → hilang), with "di-" and a colloquial last
+    syllable ("minjem" → pinjam). None for anything else: standard words are the stemmer's,
+    and a loanword such as "internet" or "login" is left as it is."""
+    roots = indonesian_roots()
+    if word in roots or len(word) < 4 or not word.isalpha():
+        return None
+    if any(word.startswith(prefix) and word[len(prefix):] in roots
+           for prefix in ("di", "ter", "ber", "ke", "se")):
+        return None  # a standard prefix on a root ending in "in": "dijamin", "terjamin"
+    if word.startswith(("meny", "meng", "mem", "men")) and word.endswith(("en", "em", "et")):
+        word = word[2:]  # "menyimpen": a standard prefix on a colloquial root, as "nyimpen"
+    bodies = []
+    if word.endswith("in") and len(word) > 5:
+        bodies = [word[:-2] + "i", word[:-2]] if word.endswith("ain") else [word[:-2]]
+    nasal = (word.startswith(("ng", "ny")) or (word[0] in "nm" and word[1] in _VOWELS
+                                                 and not word.startswith("me")))
+    if not bodies and not nasal:
+        return None
+    for body in bodies or [word]:
+        shorter = [body[2:]] if body.startswith("di") else []
+        if body.startswith("nge"):
+            shorter.append(body[3:])
+        if body.startswith("ng"):
+            shorter += [body[2:], "h" + body[2:], "k" + body[2:]]
+        elif body.startswith("ny"):
+            shorter += ["c" + body[2:], "s" + body[2:]]
+        elif body[0] == "n" and body[1:2] in tuple(_VOWELS):
+            shorter.append("t" + body[1:])
+        elif body[0] == "m" and body[1:2] in tuple(_VOWELS) and not body.startswith("me"):
+            shorter.append("p" + body[1:])
+        for candidate in [body, *shorter]:
+            forms = [candidate] + [candidate[: -len(old)] + new for old, new in
+                                   _COLLOQUIAL_ENDINGS if candidate.endswith(old)]
+            for form in forms:
+                if form != word and len(form) >= 3 + (candidate == body) and form in roots:
+                    return form
+    return None
+
+
+def _term(word: str, language: Language, informal: bool) -> str:
+    if informal and language == "id":
+        word = informal_root(word) or word
+    return stem(word, language)
+
+
+def analyse(text: str, language: Language, *, informal: bool = False) -> list[str]:
+    """Index/query terms of ``text``: stemmed, stopwords dropped, negations kept; with
+    ``informal`` (a question), informal Indonesian verbs read as their roots."""
     stop = STOPWORDS[language]
     if language == "id":
         text = standardise(text)
     return [
-        stem(w, language)
+        _term(w, language, informal)
         for w in words(text)
         if (w not in stop and len(w) > 1) or w in NEGATIONS[language]
     ]
@@ -184,13 +246,13 @@ class LexiconEntry:
         return getattr(self, f"{language}_words") or getattr(self, language)
 
 
-def stems(text: str, language: Language) -> list[str]:
+def stems(text: str, language: Language, *, informal: bool = False) -> list[str]:
     """Every word of ``text`` stemmed, stopwords kept as they are (a stemmed "berapa" would
     be "apa"): what lexicon phrases are matched on."""
     if language == "id":
         text = standardise(text)
     stop = STOPWORDS[language]
-    return [w if w in stop else stem(w, language) for w in words(text)]
+    return [w if w in stop else _term(w, language, informal) for w in words(text)]
 
 
 class Lexicon:
@@ -294,9 +356,9 @@ def query_term_groups(
     """Own-language terms, their lexicon translations and other wordings, and words typed in
     the other language, so BM25 crosses languages."""
     lexicon = lexicon or default_lexicon()
-    terms = analyse(text, language)
+    terms = analyse(text, language, informal=True)
     other: Language = "id" if language == "en" else "en"
-    sequence = stems(text, language)
+    sequence = stems(text, language, informal=True)
     translated = lexicon.translate(sequence, language)
     variants, synonyms = lexicon.expand(sequence, language)
     raw = [stem(w, other) for w in words(text) if w not in STOPWORDS[other] and len(w) > 1]

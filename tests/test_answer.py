@@ -13,7 +13,7 @@ from klausa.compose import cite, collapse, render_answer
 from klausa.evaluation import answer_language
 from klausa.prompts import phrase
 from klausa.settings import Settings
-from klausa.text import detect_language
+from klausa.text import detect_language, informal_root, query_term_groups, stem
 from klausa.types import Hit
 
 
@@ -217,6 +217,21 @@ def test_a_company_name_typed_with_a_slip_still_narrows_the_search(
     assert answer.policy == "jubelio" and "Jubelo" not in answer.trace.search_text
     assert [c.label for c in answer.citations][:1] == ["DISCLOSURE OF PERSONAL DATA WE COLLECT"]
     assert assistant.ask("Apakah Net marks memakai cookies?").policy == "netmarks"
+
+
+@pytest.mark.parametrize(("question", "root", "english"), [
+    ("Bisa hapusin data gue?", "hapus", "delet"),
+    ("LaciMart mantau lokasi gue?", "pantau", "monitor"),    # m- for the p- of "pantau"
+    ("Bisa kirimin salinan data gue?", "kirim", "send"),     # -in
+])
+def test_informal_verbs_the_slang_table_lacks_are_searched_by_their_root(
+        question: str, root: str, english: str) -> None:
+    """An informal verb the slang table does not list is searched as its root, and so by
+    the lexicon's English word on an English policy (it used to be searched as typed)."""
+    terms = query_term_groups(question, "id")
+    assert stem(root, "id") in terms.own and english in terms.translated
+    # Standard words and loanwords are the stemmer's: nothing is read into them.
+    assert [informal_root(w) for w in ("dijamin", "internet", "login", "menyimpan")] == [None] * 4
 
 
 def test_language_override(assistant: Assistant) -> None:
