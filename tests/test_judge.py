@@ -263,9 +263,12 @@ def test_a_sure_answer_among_the_first_five_candidates_ends_the_reading() -> Non
     sure = reading_judge(unsure | {"a-2": 0.9, "a-8": 0.99}).judge(question, ranked, "a")
     assert [h.chunk.label for h in sure.chosen] == ["2"]
     assert sure.reader is not None and len(sure.reader.candidates) == 5
-    read_on = reading_judge(unsure | {"a-2": 0.6, "a-8": 0.99}).judge(question, ranked, "a")
+    read_on = reading_judge(unsure | {"a-2": 0.4, "a-8": 0.99}).judge(question, ranked, "a")
     assert [h.chunk.label for h in read_on.chosen] == ["8"]
     assert read_on.reader is not None and len(read_on.reader.candidates) == 10
+    # A clause read at over half the best probability is cited too, in retrieval's order.
+    both = reading_judge(unsure | {"a-2": 0.6, "a-8": 0.99}).judge(question, ranked, "a")
+    assert [h.chunk.label for h in both.chosen] == ["2", "8"]
 
 
 def test_an_all_policies_answer_cites_only_the_policies_whose_clause_answers() -> None:
