@@ -8,10 +8,8 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from klausa.catalog import Catalog
-from klausa.text import STOPWORDS, analyse, words
+from klausa.text import LANGUAGES, STOPWORDS, analyse, words
 from klausa.types import Answer, Turn
-
-LANGUAGES = ("en", "id")
 
 FOLLOW_UP_CUES = re.compile(
     r"^(and|but|also|what about|how about|then|so|dan|lalu|terus|kalau|bagaimana dengan|"
