@@ -208,6 +208,9 @@ def render_answer_body(assistant: Assistant, answer: Answer, *, stream: bool = F
 
 
 def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) -> None:
+    if "reply" in message:  # a greeting's or thanks' reply
+        st.markdown(escape_markdown(message["reply"]))
+        return
     answer = Answer.model_validate(message["answer"])
     language = answer.language
     render_answer_body(assistant, answer, stream=stream)
@@ -225,7 +228,7 @@ def render_answer(assistant: Assistant, message: dict, *, stream: bool = False) 
 def ask(assistant: Assistant, question: str) -> None:
     policy = state.get("policy_choice") or None
     language = LANGUAGE_CHOICES.get(state.get("language_choice", "auto"))
-    history = [Answer.model_validate(m["answer"]) for m in state.messages]
+    history = [Answer.model_validate(m["answer"]) for m in state.messages if "answer" in m]
     with st.chat_message("user"):
         st.text(question)
     with st.chat_message("assistant"):
@@ -243,6 +246,10 @@ def ask(assistant: Assistant, question: str) -> None:
                 answer = assistant.ask(question, policy=policy, history=history,
                                        language=language, on_text=show_draft)
         except SmallTalk as reply:
+            # Kept in the transcript (not an answer: no feedback, no log, no history).
+            state.detected_language = reply.language
+            state.messages.append({"id": uuid.uuid4().hex, "question": question,
+                                   "reply": str(reply)})
             st.markdown(escape_markdown(str(reply)))
             return
         except QuestionError as error:

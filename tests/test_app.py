@@ -90,6 +90,11 @@ def test_a_greeting_gets_a_reply_not_an_error_nor_a_refusal(app: AppTest) -> Non
     database = sqlite3.connect(Settings().database_path)
     if database.execute("SELECT 1 FROM sqlite_master WHERE name = 'answers'").fetchone():
         assert database.execute("SELECT count(*) FROM answers").fetchone() == (0,)
+    # It stays in the conversation, which goes on: the next question is answered.
+    ask(app, "Does Jubelio sell my personal data?")
+    text = markdown_text(app)
+    assert "I answer questions about these privacy policies" in text
+    assert "We will not sell or rent your Personal Data." in text
 
 
 def test_feedback_lands_in_sqlite(app: AppTest) -> None:
