@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from klausa.assistant import Assistant
+from klausa.assistant import Assistant, QuestionError
 from klausa.baseline import TutorialRAG
 from klausa.cases import (
     Asker,
@@ -72,7 +72,13 @@ class AssistantAsker(Asker):
     def __call__(self, case: Case) -> Record:
         turns = self.turns(case.policy, case.history)
         started = time.perf_counter()
-        answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
+        try:
+            answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
+        except QuestionError as declined:
+            # "hi", "What about Interindo?" with nothing before it: no clause is cited, as a
+            # refusal; the reply is the answer.
+            answer = Answer(question=case.question, language=declined.language,
+                            answer=str(declined), refused=True, policy=case.policy)
         latency = (time.perf_counter() - started) * 1000
         catalog = self.assistant.catalog
         ranks = [h.rank for h in answer.hits if chunk_matches(h.chunk, case, catalog)]

@@ -115,6 +115,17 @@ def test_scope_takes_the_named_company_else_the_last_answers(
     assert guardian.policies is None
 
 
+def test_eval_scores_a_declined_question_as_a_refusal(quick_assistant: Assistant) -> None:
+    """A Q&A line Klausa declines ("hi", a company with no question) is scored as refused,
+    with the reply as its answer; it does not stop the run."""
+    cases = [Case(id="hi", policy=None, lang="en", question="hi", answerable=False),
+             Case(id="about", policy=None, lang="en", question="What about Interindo?",
+                  answerable=False)]
+    records = run(AssistantAsker(quick_assistant, "hybrid"), cases)
+    assert [r.refused for r in records] == [True, True]
+    assert records[0].answer.startswith("Hello!") and not records[1].citations
+
+
 def test_which_questions_follow_up_and_which_restate(quick_assistant: Assistant) -> None:
     snapshot = quick_assistant.snapshot()
 
