@@ -116,7 +116,7 @@ def indonesian_roots() -> frozenset[str]:
     return frozenset(text.split())
 
 
-_VOWELS = "aeiou"
+_VOWELS = frozenset("aeiou")
 #: Colloquial endings of a root's last syllable: "simpen", "pinjem", "catet", "pake".
 _COLLOQUIAL_ENDINGS = (("en", "an"), ("em", "am"), ("et", "at"), ("e", "ai"))
 
@@ -125,9 +125,9 @@ def informal_root(word: str) -> str | None:
     """The root of an informal Indonesian verb the slang table does not list, when it has a
     colloquial mark and the dictionary knows the root: the suffix "-in" ("hapusin" → hapus,
     "nyelesain" → selesai) or a bare nasal prefix ("ngirim" → kirim, "nolak" → tolak, "nyebut"
-    → sebut, "mantau" → pantau, "ngilangin" → hilang), with "di-" and a colloquial last
-    syllable ("minjem" → pinjam). None for anything else: standard words are the stemmer's,
-    and a loanword such as "internet" or "login" is left as it is."""
+    → sebut, "mantau" → pantau, "ngilangin" → hilang), also after "di-" and with a colloquial
+    last syllable ("minjem" → pinjam, "menyimpen" → simpan). None for anything else: standard
+    words are the stemmer's, and a loanword such as "internet" or "login" is left as it is."""
     roots = indonesian_roots()
     if word in roots or len(word) < 4 or not word.isalpha():
         return None
@@ -151,9 +151,9 @@ def informal_root(word: str) -> str | None:
             shorter += [body[2:], "h" + body[2:], "k" + body[2:]]
         elif body.startswith("ny"):
             shorter += ["c" + body[2:], "s" + body[2:]]
-        elif body[0] == "n" and body[1:2] in tuple(_VOWELS):
+        elif body[0] == "n" and body[1:2] in _VOWELS:
             shorter.append("t" + body[1:])
-        elif body[0] == "m" and body[1:2] in tuple(_VOWELS) and not body.startswith("me"):
+        elif body[0] == "m" and body[1:2] in _VOWELS and not body.startswith("me"):
             shorter.append("p" + body[1:])
         for candidate in [body, *shorter]:
             forms = [candidate] + [candidate[: -len(old)] + new for old, new in
