@@ -47,7 +47,12 @@ class UnknownPolicyError(QuestionError):
     pass
 
 
-class SmallTalk(QuestionError):
+class Declined(QuestionError):
+    """A message with nothing a clause could answer ("What about Interindo?" with nothing
+    before it): the message says what to ask instead. ``klausa eval`` scores it a refusal."""
+
+
+class SmallTalk(Declined):
     """A greeting or thanks, not a question: the message is Klausa's reply (what it answers
     from, with an example question), to show as an answer, not as an error."""
 
@@ -195,7 +200,7 @@ class Assistant:
                            snapshot.mentions)
         if not scope.previous and not scope.restated and not has_topic(scope.search_text):
             # "What about Interindo?" with nothing before it: no clause can answer that.
-            raise QuestionError(phrase("answer", language, "no_topic"), language)
+            raise Declined(phrase("answer", language, "no_topic"), language)
         searched_in = detect_language(scope.search_text) if scope.restated else language
         retrieval = self.retrieve(snapshot, scope, searched_in)
         return snapshot, scope, retrieval, Question(

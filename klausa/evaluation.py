@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from klausa.assistant import Assistant, QuestionError
+from klausa.assistant import Assistant, Declined
 from klausa.baseline import TutorialRAG
 from klausa.cases import (
     Asker,
@@ -74,7 +74,7 @@ class AssistantAsker(Asker):
         started = time.perf_counter()
         try:
             answer = self.assistant.ask(case.question, policy=case.policy, history=turns)
-        except QuestionError as declined:
+        except Declined as declined:
             # "hi", "What about Interindo?" with nothing before it: no clause is cited, as a
             # refusal; the reply is the answer.
             answer = Answer(question=case.question, language=declined.language,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from klausa.assistant import Assistant
+from klausa.assistant import Assistant, UnknownPolicyError
 from klausa.cases import Case
 from klausa.evaluation import AssistantAsker, calibrate_refusal, run
 from klausa.judge import Judge, Question, support_value
@@ -124,6 +124,10 @@ def test_eval_scores_a_declined_question_as_a_refusal(quick_assistant: Assistant
     records = run(AssistantAsker(quick_assistant, "hybrid"), cases)
     assert [r.refused for r in records] == [True, True]
     assert records[0].answer.startswith("Hello!") and not records[1].citations
+    # A broken line is not a refusal: a policy the index lacks still stops the run.
+    with pytest.raises(UnknownPolicyError):
+        run(AssistantAsker(quick_assistant, "hybrid"),
+            [Case(id="x", policy="nosuch", lang="en", question="cookies?", answerable=True)])
 
 
 def test_which_questions_follow_up_and_which_restate(quick_assistant: Assistant) -> None:
